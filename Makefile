@@ -1,0 +1,58 @@
+# twisted-patch: the two commands a person needs are `make demo` and `make test`.
+# Both create what they need: the virtual environment, the C extension, and (as root)
+# the Debian packages the tests use.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# Warnings are errors for every build that make drives.
+STRICT_CFLAGS := -Wall -Wextra -Werror
+DEBIAN_PACKAGES := wine wine64 gcc-mingw-w64-x86-64 iproute2 util-linux
+
+.PHONY: all demo test deps venv install lint pytest clean
+
+all: install
+
+# Debian packages the tests use; installed only when run as root and missing.
+deps:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages:$$missing"; \
+	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "NOTE: missing Debian packages:$$missing (not root: the tests that need them will be skipped with a reason)"; \
+	  fi; \
+	fi
+
+$(VENV)/.created:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q ".[test,lint]"
+	touch $@
+
+venv: $(VENV)/.created
+
+# A real (non-editable) install: the tests run against what pip installed,
+# plugin file and compiled extension included.
+install: venv
+	TWISTED_PATCH_CFLAGS="$(STRICT_CFLAGS)" $(PIP) install -q --no-deps --force-reinstall --no-build-isolation . 2>&1 | grep -v "^\s*$$" | grep -iv "warning\|!!\|\*\*\*\|deprecat\|See https\|pypi-more" || true
+	$(PY) -c "import twisted_patch._native as n; print('twisted_patch._native built:', n.PLATFORM_CORE)"
+
+lint: venv
+	$(VENV)/bin/ruff check twisted_patch twisted tests
+	$(VENV)/bin/mypy twisted_patch
+
+pytest: install
+	$(VENV)/bin/pytest tests
+
+test: deps install lint pytest
+
+demo: install
+	$(VENV)/bin/twisted-patch probe
+
+clean:
+	rm -rf build dist *.egg-info $(VENV) tests/c/build docs/_build

@@ -1,0 +1,409 @@
+/*
+ * module.c -- twisted_patch._native, the CPython binding of the C core.
+ *
+ * Thin on purpose: parse arguments, call xbind.h, turn an xb_error into a
+ * Python exception.  Built against the limited API (abi3) so that one wheel
+ * serves every supported CPython.
+ *
+ * Errors:
+ *   - a bad address or port (XB_STAGE_ADDRESS) raises ValueError;
+ *   - any OS failure raises twisted_patch._native.BindError, an OSError
+ *     subclass whose errno/strerror are the OS's and which carries
+ *     .stage ("socket", "option", "bind", "listen", ...), .detail (the call
+ *     or option) and .address ("127.0.0.1:3456" or None).
+ */
+#ifndef Py_LIMITED_API
+#  define Py_LIMITED_API 0x03090000
+#endif
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "xbind.h"
+
+#include <limits.h>
+#include <string.h>
+
+static PyObject *BindError; /* owned by the module */
+
+/* --- socket handles ---------------------------------------------------- */
+
+static PyObject *sock_to_py(xb_sock s)
+{
+#ifdef _WIN32
+    return PyLong_FromUnsignedLongLong((unsigned long long)s);
+#else
+    return PyLong_FromLong((long)s);
+#endif
+}
+
+static int sock_converter(PyObject *obj, void *out)
+{
+#ifdef _WIN32
+    unsigned long long v = PyLong_AsUnsignedLongLong(obj);
+    if (v == (unsigned long long)-1 && PyErr_Occurred())
+        return 0;
+    if ((xb_sock)v == XB_BADSOCK) {
+        PyErr_SetString(PyExc_ValueError, "invalid socket handle");
+        return 0;
+    }
+    *(xb_sock *)out = (xb_sock)v;
+#else
+    long v = PyLong_AsLong(obj);
+    if (v == -1 && PyErr_Occurred())
+        return 0;
+    if (v < 0 || v > INT_MAX) {
+        PyErr_Format(PyExc_ValueError, "invalid file descriptor %ld", v);
+        return 0;
+    }
+    *(xb_sock *)out = (xb_sock)v;
+#endif
+    return 1;
+}
+
+/* --- errors ------------------------------------------------------------ */
+
+static PyObject *raise_error(const xb_error *err, const xb_addr *addr)
+{
+    char text[256];
+    char where[XB_ADDRSTRLEN];
+    PyObject *exc = NULL, *args = NULL, *value = NULL;
+
+    if (err->stage == XB_STAGE_ADDRESS) {
+        PyErr_SetString(PyExc_ValueError, err->detail ? err->detail : "invalid address");
+        return NULL;
+    }
+    xb_strerror(err->code, text, sizeof(text));
+    args = Py_BuildValue("(is)", err->code, text);
+    if (args == NULL)
+        return NULL;
+    exc = PyObject_CallObject(BindError, args);
+    Py_DECREF(args);
+    if (exc == NULL)
+        return NULL;
+
+    value = PyUnicode_FromString(xb_stage_name(err->stage));
+    if (value == NULL || PyObject_SetAttrString(exc, "stage", value) != 0)
+        goto error;
+    Py_DECREF(value);
+    value = PyUnicode_FromString(err->detail ? err->detail : xb_stage_name(err->stage));
+    if (value == NULL || PyObject_SetAttrString(exc, "detail", value) != 0)
+        goto error;
+    Py_DECREF(value);
+    if (addr != NULL && xb_addr_format(addr, where, sizeof(where)) == 0) {
+        value = PyUnicode_FromString(where);
+        if (value == NULL)
+            goto error;
+    } else {
+        value = Py_None;
+        Py_INCREF(value);
+    }
+    if (PyObject_SetAttrString(exc, "address", value) != 0)
+        goto error;
+    Py_DECREF(value);
+
+    PyErr_SetObject(BindError, exc);
+    Py_DECREF(exc);
+    return NULL;
+
+error:
+    Py_XDECREF(value);
+    Py_DECREF(exc);
+    return NULL;
+}
+
+/* Parse (host, port, family) from Python values into an xb_addr. */
+static int parse_addr(PyObject *host, long port, int family, xb_addr *out)
+{
+    PyObject *bytes = NULL;
+    const char *text = NULL;
+    int rc;
+    xb_error err = {XB_STAGE_NONE, 0, NULL};
+
+    if (host != Py_None) {
+        if (!PyUnicode_Check(host)) {
+            PyErr_SetString(PyExc_TypeError, "host must be a str or None");
+            return -1;
+        }
+        bytes = PyUnicode_AsUTF8String(host);
+        if (bytes == NULL)
+            return -1;
+        /* With a NULL length, embedded NUL characters raise ValueError. */
+        if (PyBytes_AsStringAndSize(bytes, (char **)&text, NULL) != 0) {
+            Py_DECREF(bytes);
+            return -1;
+        }
+    }
+    rc = xb_addr_parse(text, port, family, out, &err);
+    Py_XDECREF(bytes);
+    if (rc != 0) {
+        raise_error(&err, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *addr_to_tuple(const xb_addr *addr)
+{
+    char buf[XB_ADDRSTRLEN];
+    char *host = buf;
+    size_t n;
+
+    if (xb_addr_format(addr, buf, sizeof(buf)) != 0) {
+        PyErr_SetString(PyExc_ValueError, "cannot format address");
+        return NULL;
+    }
+    /* Strip ":port" and the IPv6 brackets: (family, host, port). */
+    n = strlen(buf);
+    while (n > 0 && buf[n - 1] != ':')
+        n--;
+    if (n == 0) {
+        PyErr_SetString(PyExc_ValueError, "cannot format address");
+        return NULL;
+    }
+    buf[n - 1] = '\0';
+    if (buf[0] == '[') {
+        host = buf + 1;
+        if (n >= 2 && buf[n - 2] == ']')
+            buf[n - 2] = '\0';
+    }
+    return Py_BuildValue("(isi)", xb_addr_family(addr), host, xb_addr_port(addr));
+}
+
+/* --- functions --------------------------------------------------------- */
+
+PyDoc_STRVAR(parse_address_doc,
+"parse_address(host, port, family=0) -> (family, host, port)\n\n"
+"Validate a numeric IP address and port without any name lookup and return\n"
+"the normalised form.  host None or '' is the wildcard of family (IPv4 for 0).\n"
+"Raises ValueError naming what is wrong.");
+
+static PyObject *py_parse_address(PyObject *self, PyObject *args)
+{
+    PyObject *host;
+    long port;
+    int family = AF_UNSPEC;
+    xb_addr addr;
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Ol|i:parse_address", &host, &port, &family))
+        return NULL;
+    if (parse_addr(host, port, family, &addr) != 0)
+        return NULL;
+    return addr_to_tuple(&addr);
+}
+
+PyDoc_STRVAR(open_socket_doc,
+"open_socket(family) -> handle\n\n"
+"A hardened, unbound TCP socket: non-inheritable and non-blocking from\n"
+"creation, IPV6_V6ONLY on IPv6, SO_EXCLUSIVEADDRUSE (Windows) or SO_REUSEADDR\n"
+"without SO_REUSEPORT (POSIX).  The caller owns the handle.");
+
+static PyObject *py_open_socket(PyObject *self, PyObject *args)
+{
+    int family;
+    xb_sock s;
+    xb_error err = {XB_STAGE_NONE, 0, NULL};
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "i:open_socket", &family))
+        return NULL;
+    if (xb_socket_open(family, &s, &err) != 0)
+        return raise_error(&err, NULL);
+    PyObject *result = sock_to_py(s);
+    if (result == NULL)
+        (void)xb_close(s);
+    return result;
+}
+
+PyDoc_STRVAR(bind_doc,
+"bind(handle, host, port) -> None\n\n"
+"Bind the socket to a numeric address of the socket's own family.");
+
+static PyObject *py_bind(PyObject *self, PyObject *args)
+{
+    xb_sock s;
+    PyObject *host;
+    long port;
+    xb_addr addr, name;
+    xb_error err = {XB_STAGE_NONE, 0, NULL};
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O&Ol:bind", sock_converter, &s, &host, &port))
+        return NULL;
+    if (xb_socket_name(s, &name, &err) != 0) {
+#ifdef _WIN32
+        /* Windows: an unbound socket has no name; take the family from the address. */
+        name.ss.ss_family = AF_UNSPEC;
+#else
+        return raise_error(&err, NULL);
+#endif
+    }
+    if (parse_addr(host, port, name.ss.ss_family, &addr) != 0)
+        return NULL;
+    if (xb_socket_bind(s, &addr, &err) != 0)
+        return raise_error(&err, &addr);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(listen_doc,
+"listen(handle, backlog) -> None\n\n"
+"listen() on a bound socket.");
+
+static PyObject *py_listen(PyObject *self, PyObject *args)
+{
+    xb_sock s;
+    int backlog;
+    xb_addr name;
+    xb_error err = {XB_STAGE_NONE, 0, NULL};
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O&i:listen", sock_converter, &s, &backlog))
+        return NULL;
+    if (backlog < 0) {
+        PyErr_Format(PyExc_ValueError, "backlog must be 0 or more, not %d", backlog);
+        return NULL;
+    }
+    if (xb_socket_listen(s, backlog, &err) != 0) {
+        xb_error ignored;
+        return raise_error(&err, xb_socket_name(s, &name, &ignored) == 0 ? &name : NULL);
+    }
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(listen_tcp_doc,
+"listen_tcp(host, port, backlog, family=0) -> handle\n\n"
+"Open, harden, bind and listen in one call.  On failure nothing is left open\n"
+"and BindError says which stage failed.");
+
+static PyObject *py_listen_tcp(PyObject *self, PyObject *args)
+{
+    PyObject *host;
+    long port;
+    int backlog;
+    int family = AF_UNSPEC;
+    xb_addr addr;
+    xb_sock s;
+    xb_error err = {XB_STAGE_NONE, 0, NULL};
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Oli|i:listen_tcp", &host, &port, &backlog, &family))
+        return NULL;
+    if (backlog < 0) {
+        PyErr_Format(PyExc_ValueError, "backlog must be 0 or more, not %d", backlog);
+        return NULL;
+    }
+    if (parse_addr(host, port, family, &addr) != 0)
+        return NULL;
+    if (xb_listen(&addr, backlog, &s, &err) != 0)
+        return raise_error(&err, &addr);
+    PyObject *result = sock_to_py(s);
+    if (result == NULL)
+        (void)xb_close(s);
+    return result;
+}
+
+PyDoc_STRVAR(close_doc, "close(handle) -> None\n\nClose a socket handle.");
+
+static PyObject *py_close(PyObject *self, PyObject *args)
+{
+    xb_sock s;
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O&:close", sock_converter, &s))
+        return NULL;
+    if (xb_close(s) != 0) {
+        xb_error err = {XB_STAGE_SOCKET, xb_last_error(), "close"};
+        return raise_error(&err, NULL);
+    }
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(socket_options_doc,
+"socket_options(handle) -> dict\n\n"
+"The protective options as read back from the OS: reuseaddr, reuseport,\n"
+"exclusiveaddruse, v6only, inheritable, nonblocking, listening (each 0/1,\n"
+"or -1 where the OS has no such thing).");
+
+static PyObject *py_socket_options(PyObject *self, PyObject *args)
+{
+    xb_sock s;
+    xb_sockopts o;
+    xb_error err = {XB_STAGE_NONE, 0, NULL};
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O&:socket_options", sock_converter, &s))
+        return NULL;
+    if (xb_socket_options(s, &o, &err) != 0)
+        return raise_error(&err, NULL);
+    return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:i}",
+                         "reuseaddr", o.reuseaddr, "reuseport", o.reuseport,
+                         "exclusiveaddruse", o.exclusiveaddruse, "v6only", o.v6only,
+                         "inheritable", o.inheritable, "nonblocking", o.nonblocking,
+                         "listening", o.listening);
+}
+
+PyDoc_STRVAR(strerror_doc, "strerror(code) -> str\n\nThe OS's text for an error code.");
+
+static PyObject *py_strerror(PyObject *self, PyObject *args)
+{
+    int code;
+    char text[256];
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "i:strerror", &code))
+        return NULL;
+    return PyUnicode_FromString(xb_strerror(code, text, sizeof(text)));
+}
+
+static PyMethodDef native_methods[] = {
+    {"parse_address", py_parse_address, METH_VARARGS, parse_address_doc},
+    {"open_socket", py_open_socket, METH_VARARGS, open_socket_doc},
+    {"bind", py_bind, METH_VARARGS, bind_doc},
+    {"listen", py_listen, METH_VARARGS, listen_doc},
+    {"listen_tcp", py_listen_tcp, METH_VARARGS, listen_tcp_doc},
+    {"close", py_close, METH_VARARGS, close_doc},
+    {"socket_options", py_socket_options, METH_VARARGS, socket_options_doc},
+    {"strerror", py_strerror, METH_VARARGS, strerror_doc},
+    {NULL, NULL, 0, NULL}
+};
+
+PyDoc_STRVAR(module_doc,
+"twisted_patch._native: the exclusive-bind core (C) for twisted-patch.");
+
+static struct PyModuleDef native_module = {
+    PyModuleDef_HEAD_INIT, "twisted_patch._native", module_doc, -1, native_methods,
+    NULL, NULL, NULL, NULL
+};
+
+PyMODINIT_FUNC PyInit__native(void)
+{
+    PyObject *m;
+    xb_error err = {XB_STAGE_NONE, 0, NULL};
+
+    if (xb_startup(&err) != 0)
+        return raise_error(&err, NULL);
+    m = PyModule_Create(&native_module);
+    if (m == NULL)
+        return NULL;
+    BindError = PyErr_NewExceptionWithDoc(
+        "twisted_patch._native.BindError",
+        "An OS call of the exclusive-bind core failed; .stage, .detail and .address say where.",
+        PyExc_OSError, NULL);
+    if (BindError == NULL || PyModule_AddObject(m, "BindError", BindError) != 0) {
+        Py_XDECREF(BindError);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(BindError); /* PyModule_AddObject stole one reference; keep ours */
+    if (PyModule_AddStringConstant(m, "PLATFORM_CORE",
+#ifdef _WIN32
+                                   "win32"
+#else
+                                   "posix"
+#endif
+                                   ) != 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

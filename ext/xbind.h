@@ -1,0 +1,149 @@
+/*
+ * xbind.h -- the C API of twisted-patch's exclusive-bind core.
+ *
+ * Plain C11, no Python.  One implementation file per platform
+ * (xbind_posix.c, xbind_win32.c) provides everything declared here; the
+ * CPython binding (module.c) and the C tests (tests/c/) only use this header.
+ *
+ * Conventions:
+ *   - every function that can fail returns 0 on success and -1 on failure,
+ *     and fills the caller's xb_error with the stage that failed, the OS
+ *     error code (errno on POSIX, WSAGetLastError() on Windows) and a static
+ *     string naming the call or option ("bind", "SO_EXCLUSIVEADDRUSE", ...);
+ *   - on failure nothing is left open: a function that created a socket
+ *     closes it before returning -1;
+ *   - no function allocates memory unless documented.
+ */
+#ifndef TWISTED_PATCH_XBIND_H
+#define TWISTED_PATCH_XBIND_H
+
+#include <stddef.h>
+
+#ifdef _WIN32
+#  ifndef _WIN32_WINNT
+#    define _WIN32_WINNT 0x0600 /* Vista+: inet_pton, WSAPoll; older Windows is not supported */
+#  endif
+#  ifndef WIN32_LEAN_AND_MEAN
+#    define WIN32_LEAN_AND_MEAN
+#  endif
+#  include <winsock2.h>
+#  include <ws2tcpip.h>
+typedef SOCKET xb_sock;
+#  define XB_BADSOCK INVALID_SOCKET
+typedef int xb_socklen;
+#else
+#  include <sys/types.h>
+#  include <sys/socket.h>
+#  include <netinet/in.h>
+typedef int xb_sock;
+#  define XB_BADSOCK (-1)
+typedef socklen_t xb_socklen;
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Where a failure happened.  Values are stable: module.c exposes the names. */
+typedef enum xb_stage {
+    XB_STAGE_NONE = 0,
+    XB_STAGE_ADDRESS,  /* the address or port given by the caller is not valid */
+    XB_STAGE_INIT,     /* WSAStartup (Windows only) */
+    XB_STAGE_SOCKET,   /* socket() / WSASocketW() */
+    XB_STAGE_OPTION,   /* setsockopt/getsockopt/fcntl/ioctlsocket; detail names it */
+    XB_STAGE_BIND,     /* bind() */
+    XB_STAGE_LISTEN,   /* listen() */
+    XB_STAGE_NAME,     /* getsockname() */
+    XB_STAGE_OWNER,    /* owner lookup (see the owner section below) */
+    XB_STAGE_COUNT
+} xb_stage;
+
+typedef struct xb_error {
+    xb_stage stage;
+    int code;           /* errno / WSA error; for XB_STAGE_ADDRESS an errno-style code (EINVAL, EAFNOSUPPORT) */
+    const char *detail; /* static string: the call or option that failed; never NULL after a failure */
+} xb_error;
+
+/* A socket address, family-independent. */
+typedef struct xb_addr {
+    struct sockaddr_storage ss;
+    xb_socklen len;
+} xb_addr;
+
+/* Text buffer size for xb_addr_format(): "[" v6 "%" scope "]:" port. */
+#define XB_ADDRSTRLEN 96
+
+/* Name of a stage ("socket", "option", "bind", ...). Never NULL. */
+const char *xb_stage_name(xb_stage stage);
+
+/* The OS error text for a code returned in xb_error.code, written into buf
+ * (always NUL-terminated when len > 0).  Returns buf. */
+char *xb_strerror(int code, char *buf, size_t len);
+
+/*
+ * Parse a numeric host address (no DNS, ever) and a port into *out.
+ * family: AF_UNSPEC picks the family from the literal; AF_INET / AF_INET6
+ * require it.  host NULL or "" means the wildcard of `family` (AF_UNSPEC:
+ * IPv4).  port must be 0..65535.  IPv6 scope ids ("fe80::1%eth0") are
+ * accepted.  Fails with XB_STAGE_ADDRESS.
+ */
+int xb_addr_parse(const char *host, long port, int family, xb_addr *out, xb_error *err);
+
+/* "127.0.0.1:80" or "[::1]:80" into buf (XB_ADDRSTRLEN bytes is always enough).
+ * Returns 0, or -1 if the family is unknown or buf too small. */
+int xb_addr_format(const xb_addr *addr, char *buf, size_t len);
+
+/* Family and port of an address (port in host byte order, -1 if unknown family). */
+int xb_addr_family(const xb_addr *addr);
+int xb_addr_port(const xb_addr *addr);
+
+/* One-time process setup (WSAStartup on Windows; nothing on POSIX). Idempotent. */
+int xb_startup(xb_error *err);
+
+/*
+ * Create a TCP socket of `family` for listening, hardened:
+ *   - non-inheritable and non-blocking from the start (SOCK_CLOEXEC|SOCK_NONBLOCK,
+ *     or fcntl right after socket() where those flags do not exist;
+ *     WSA_FLAG_OVERLAPPED|WSA_FLAG_NO_HANDLE_INHERIT and FIONBIO on Windows);
+ *   - IPV6_V6ONLY=1 on AF_INET6;
+ *   - Windows: SO_EXCLUSIVEADDRUSE=1, never SO_REUSEADDR;
+ *     POSIX: SO_REUSEADDR=1 (restart past TIME_WAIT), never SO_REUSEPORT.
+ */
+int xb_socket_open(int family, xb_sock *out, xb_error *err);
+
+/* bind() with the error mapped to XB_STAGE_BIND.  Does not close on failure. */
+int xb_socket_bind(xb_sock s, const xb_addr *addr, xb_error *err);
+
+/* listen(); backlog must be >= 0 (0 < backlog is clamped by the OS). Does not close. */
+int xb_socket_listen(xb_sock s, int backlog, xb_error *err);
+
+/* The socket's local address (getsockname). */
+int xb_socket_name(xb_sock s, xb_addr *out, xb_error *err);
+
+/* open + bind + listen; on failure the socket is closed and *out is XB_BADSOCK. */
+int xb_listen(const xb_addr *addr, int backlog, xb_sock *out, xb_error *err);
+
+/* Close a socket (closesocket on Windows). Returns 0 or -1 (errno / WSA error kept). */
+int xb_close(xb_sock s);
+
+/* What a socket's protective options read back as (getsockopt/fcntl). */
+typedef struct xb_sockopts {
+    int reuseaddr;         /* SO_REUSEADDR */
+    int reuseport;         /* SO_REUSEPORT, -1 where the OS has none */
+    int exclusiveaddruse;  /* SO_EXCLUSIVEADDRUSE, -1 where the OS has none */
+    int v6only;            /* IPV6_V6ONLY, -1 for non-IPv6 sockets */
+    int inheritable;       /* 1 if a child process would inherit it */
+    int nonblocking;       /* 1 if non-blocking (-1 where unknowable: Windows) */
+    int listening;         /* SO_ACCEPTCONN, -1 where unknown */
+} xb_sockopts;
+
+int xb_socket_options(xb_sock s, xb_sockopts *out, xb_error *err);
+
+/* The last OS socket error (errno / WSAGetLastError()). */
+int xb_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TWISTED_PATCH_XBIND_H */

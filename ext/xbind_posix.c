@@ -1,0 +1,207 @@
+/*
+ * xbind_posix.c -- the exclusive-bind core for Linux, macOS, the BSDs and
+ * other POSIX systems.
+ *
+ * POSIX rules (see docs/threat-model.rst): a listening socket cannot be
+ * shared unless *both* sides set SO_REUSEPORT (and, on Linux, share a uid).
+ * So the server sets SO_REUSEADDR, which only lets it restart past
+ * TIME_WAIT, and never SO_REUSEPORT.
+ */
+#ifndef _GNU_SOURCE
+#  define _GNU_SOURCE 1 /* SOCK_CLOEXEC, SOCK_NONBLOCK, accept4 on glibc */
+#endif
+#include "xbind.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+#include <netinet/tcp.h>
+
+static int fail(xb_error *err, xb_stage stage, int code, const char *detail)
+{
+    if (err) {
+        err->stage = stage;
+        err->code = code;
+        err->detail = detail;
+    }
+    return -1;
+}
+
+int xb_last_error(void)
+{
+    return errno;
+}
+
+char *xb_strerror(int code, char *buf, size_t len)
+{
+    if (buf == NULL || len == 0)
+        return buf;
+    /* strerror() is not thread-safe and strerror_r() has two signatures;
+     * copy under the GIL-free assumption that the table is constant. */
+    const char *text = strerror(code);
+    if (text == NULL)
+        text = "unknown error";
+    size_t n = strlen(text);
+    if (n >= len)
+        n = len - 1;
+    memcpy(buf, text, n);
+    buf[n] = '\0';
+    return buf;
+}
+
+int xb_startup(xb_error *err)
+{
+    (void)err;
+    return 0;
+}
+
+static int set_int_option(int fd, int level, int name, int value, const char *what, xb_error *err)
+{
+    if (setsockopt(fd, level, name, &value, (socklen_t)sizeof(value)) != 0)
+        return fail(err, XB_STAGE_OPTION, errno, what);
+    return 0;
+}
+
+int xb_socket_open(int family, xb_sock *out, xb_error *err)
+{
+    int fd;
+
+    if (out == NULL)
+        return fail(err, XB_STAGE_SOCKET, EINVAL, "no output socket");
+    *out = XB_BADSOCK;
+    if (family != AF_INET && family != AF_INET6)
+        return fail(err, XB_STAGE_SOCKET, EAFNOSUPPORT, "socket");
+
+#if defined(SOCK_CLOEXEC) && defined(SOCK_NONBLOCK)
+    /* Atomic: no window in which a fork+exec elsewhere inherits the fd. */
+    fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_TCP);
+    if (fd < 0)
+        return fail(err, XB_STAGE_SOCKET, errno, "socket");
+#else
+    /* macOS has neither flag: set both right after socket().  A thread
+     * forking in between could inherit the fd; Python's own sockets share
+     * this limit there. */
+    fd = socket(family, SOCK_STREAM, IPPROTO_TCP);
+    if (fd < 0)
+        return fail(err, XB_STAGE_SOCKET, errno, "socket");
+    {
+        int fdflags = fcntl(fd, F_GETFD);
+        if (fdflags < 0 || fcntl(fd, F_SETFD, fdflags | FD_CLOEXEC) < 0) {
+            int e = errno;
+            (void)close(fd);
+            return fail(err, XB_STAGE_OPTION, e, "FD_CLOEXEC");
+        }
+        int flflags = fcntl(fd, F_GETFL);
+        if (flflags < 0 || fcntl(fd, F_SETFL, flflags | O_NONBLOCK) < 0) {
+            int e = errno;
+            (void)close(fd);
+            return fail(err, XB_STAGE_OPTION, e, "O_NONBLOCK");
+        }
+    }
+#endif
+
+
+    if (family == AF_INET6 &&
+        set_int_option(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1, "IPV6_V6ONLY", err) != 0)
+        goto fail_close;
+    if (set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR", err) != 0)
+        goto fail_close;
+    /* SO_REUSEPORT is never set: it is what lets a same-uid process share
+     * the port and receive a share of its connections. */
+
+    *out = fd;
+    return 0;
+
+fail_close:
+    {
+        int e = errno;
+        (void)close(fd);
+        errno = e;
+    }
+    return -1;
+}
+
+int xb_socket_bind(xb_sock s, const xb_addr *addr, xb_error *err)
+{
+    if (addr == NULL)
+        return fail(err, XB_STAGE_BIND, EINVAL, "bind");
+    if (bind(s, (const struct sockaddr *)&addr->ss, addr->len) != 0)
+        return fail(err, XB_STAGE_BIND, errno, "bind");
+    return 0;
+}
+
+int xb_socket_listen(xb_sock s, int backlog, xb_error *err)
+{
+    if (backlog < 0)
+        return fail(err, XB_STAGE_LISTEN, EINVAL, "listen");
+    if (listen(s, backlog) != 0)
+        return fail(err, XB_STAGE_LISTEN, errno, "listen");
+    return 0;
+}
+
+int xb_socket_name(xb_sock s, xb_addr *out, xb_error *err)
+{
+    if (out == NULL)
+        return fail(err, XB_STAGE_NAME, EINVAL, "getsockname");
+    memset(out, 0, sizeof(*out));
+    out->len = (xb_socklen)sizeof(out->ss);
+    if (getsockname(s, (struct sockaddr *)&out->ss, &out->len) != 0)
+        return fail(err, XB_STAGE_NAME, errno, "getsockname");
+    return 0;
+}
+
+int xb_close(xb_sock s)
+{
+    if (s == XB_BADSOCK) {
+        errno = EBADF;
+        return -1;
+    }
+    return close(s);
+}
+
+static int get_int_option(int fd, int level, int name, int *value, const char *what, xb_error *err)
+{
+    socklen_t len = (socklen_t)sizeof(*value);
+    *value = 0;
+    if (getsockopt(fd, level, name, value, &len) != 0)
+        return fail(err, XB_STAGE_OPTION, errno, what);
+    *value = *value != 0;
+    return 0;
+}
+
+int xb_socket_options(xb_sock s, xb_sockopts *out, xb_error *err)
+{
+    xb_addr name;
+
+    if (out == NULL)
+        return fail(err, XB_STAGE_OPTION, EINVAL, "getsockopt");
+    out->reuseport = -1;
+    out->exclusiveaddruse = -1;
+    out->v6only = -1;
+    out->listening = -1;
+    if (get_int_option(s, SOL_SOCKET, SO_REUSEADDR, &out->reuseaddr, "SO_REUSEADDR", err) != 0)
+        return -1;
+#ifdef SO_REUSEPORT
+    if (get_int_option(s, SOL_SOCKET, SO_REUSEPORT, &out->reuseport, "SO_REUSEPORT", err) != 0)
+        return -1;
+#endif
+#ifdef SO_ACCEPTCONN
+    if (get_int_option(s, SOL_SOCKET, SO_ACCEPTCONN, &out->listening, "SO_ACCEPTCONN", err) != 0)
+        return -1;
+#endif
+    if (xb_socket_name(s, &name, err) != 0)
+        return -1;
+    if (name.ss.ss_family == AF_INET6 &&
+        get_int_option(s, IPPROTO_IPV6, IPV6_V6ONLY, &out->v6only, "IPV6_V6ONLY", err) != 0)
+        return -1;
+    int fdflags = fcntl(s, F_GETFD);
+    if (fdflags < 0)
+        return fail(err, XB_STAGE_OPTION, errno, "F_GETFD");
+    out->inheritable = (fdflags & FD_CLOEXEC) == 0;
+    int flflags = fcntl(s, F_GETFL);
+    if (flflags < 0)
+        return fail(err, XB_STAGE_OPTION, errno, "F_GETFL");
+    out->nonblocking = (flflags & O_NONBLOCK) != 0;
+    return 0;
+}

@@ -1,0 +1,222 @@
+/*
+ * xbind_win32.c -- the exclusive-bind core for Windows (Winsock 2).
+ *
+ * Windows lets a second socket bind a port that is already bound -- even
+ * listening -- in several cases (Microsoft, "Using SO_REUSEADDR and
+ * SO_EXCLUSIVEADDRUSE"): a specific address over a wildcard one by the same
+ * user with no option at all, and the same address with SO_REUSEADDR.  The
+ * only defence is SO_EXCLUSIVEADDRUSE, set before bind(); SO_REUSEADDR must
+ * never be set on the server (it would also let other users in).
+ */
+#include "xbind.h"
+
+#include <windows.h>
+#include <errno.h>
+#include <string.h>
+
+#ifndef WSA_FLAG_NO_HANDLE_INHERIT
+#  define WSA_FLAG_NO_HANDLE_INHERIT 0x80
+#endif
+#ifndef SO_EXCLUSIVEADDRUSE
+#  define SO_EXCLUSIVEADDRUSE ((int)(~SO_REUSEADDR))
+#endif
+
+static int fail(xb_error *err, xb_stage stage, int code, const char *detail)
+{
+    if (err) {
+        err->stage = stage;
+        err->code = code;
+        err->detail = detail;
+    }
+    return -1;
+}
+
+int xb_last_error(void)
+{
+    return WSAGetLastError();
+}
+
+char *xb_strerror(int code, char *buf, size_t len)
+{
+    DWORD n;
+
+    if (buf == NULL || len == 0)
+        return buf;
+    buf[0] = '\0';
+    n = FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, NULL,
+                       (DWORD)code, MAKELANGID(LANG_NEUTRAL, SUBLANG_DEFAULT), buf,
+                       (DWORD)(len > 0xFFFF ? 0xFFFF : len), NULL);
+    if (n == 0) {
+        const char *text = "unknown error";
+        size_t m = strlen(text);
+        if (m >= len)
+            m = len - 1;
+        memcpy(buf, text, m);
+        buf[m] = '\0';
+        return buf;
+    }
+    /* FormatMessage ends with "\r\n": drop trailing white space and dot. */
+    while (n > 0 && (buf[n - 1] == '\r' || buf[n - 1] == '\n' || buf[n - 1] == ' ' || buf[n - 1] == '.'))
+        buf[--n] = '\0';
+    return buf;
+}
+
+static volatile LONG started = 0;
+
+int xb_startup(xb_error *err)
+{
+    WSADATA data;
+    int rc;
+
+    if (InterlockedCompareExchange(&started, 1, 0) != 0)
+        return 0;
+    rc = WSAStartup(MAKEWORD(2, 2), &data);
+    if (rc != 0) {
+        InterlockedExchange(&started, 0);
+        return fail(err, XB_STAGE_INIT, rc, "WSAStartup");
+    }
+    return 0;
+}
+
+static int set_int_option(SOCKET s, int level, int name, int value, const char *what, xb_error *err)
+{
+    if (setsockopt(s, level, name, (const char *)&value, (int)sizeof(value)) != 0)
+        return fail(err, XB_STAGE_OPTION, WSAGetLastError(), what);
+    return 0;
+}
+
+int xb_socket_open(int family, xb_sock *out, xb_error *err)
+{
+    SOCKET s;
+    u_long nonblocking = 1;
+
+    if (out == NULL)
+        return fail(err, XB_STAGE_SOCKET, WSAEINVAL, "no output socket");
+    *out = XB_BADSOCK;
+    if (family != AF_INET && family != AF_INET6)
+        return fail(err, XB_STAGE_SOCKET, WSAEAFNOSUPPORT, "WSASocketW");
+    if (xb_startup(err) != 0)
+        return -1;
+
+    /* Overlapped for the IOCP reactor; never inherited by child processes. */
+    s = WSASocketW(family, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
+                   WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+    if (s == INVALID_SOCKET) {
+        int e = WSAGetLastError();
+        if (e != WSAEINVAL)
+            return fail(err, XB_STAGE_SOCKET, e, "WSASocketW");
+        /* Windows 7 before SP1 does not know the flag: create, then clear
+         * the handle's inherit bit (not atomic there). */
+        s = WSASocketW(family, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED);
+        if (s == INVALID_SOCKET)
+            return fail(err, XB_STAGE_SOCKET, WSAGetLastError(), "WSASocketW");
+        if (!SetHandleInformation((HANDLE)s, HANDLE_FLAG_INHERIT, 0)) {
+            int e2 = (int)GetLastError();
+            closesocket(s);
+            return fail(err, XB_STAGE_OPTION, e2, "SetHandleInformation");
+        }
+    }
+
+    if (family == AF_INET6 &&
+        set_int_option(s, IPPROTO_IPV6, IPV6_V6ONLY, 1, "IPV6_V6ONLY", err) != 0)
+        goto fail_close;
+    /* Must precede bind(); SO_REUSEADDR stays 0. */
+    if (set_int_option(s, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, 1, "SO_EXCLUSIVEADDRUSE", err) != 0)
+        goto fail_close;
+    if (ioctlsocket(s, FIONBIO, &nonblocking) != 0) {
+        fail(err, XB_STAGE_OPTION, WSAGetLastError(), "FIONBIO");
+        goto fail_close;
+    }
+    *out = s;
+    return 0;
+
+fail_close:
+    {
+        int e = WSAGetLastError();
+        closesocket(s);
+        WSASetLastError(e);
+    }
+    return -1;
+}
+
+int xb_socket_bind(xb_sock s, const xb_addr *addr, xb_error *err)
+{
+    if (addr == NULL)
+        return fail(err, XB_STAGE_BIND, WSAEINVAL, "bind");
+    if (bind(s, (const struct sockaddr *)&addr->ss, addr->len) != 0)
+        return fail(err, XB_STAGE_BIND, WSAGetLastError(), "bind");
+    return 0;
+}
+
+int xb_socket_listen(xb_sock s, int backlog, xb_error *err)
+{
+    if (backlog < 0)
+        return fail(err, XB_STAGE_LISTEN, WSAEINVAL, "listen");
+    if (listen(s, backlog) != 0)
+        return fail(err, XB_STAGE_LISTEN, WSAGetLastError(), "listen");
+    return 0;
+}
+
+int xb_socket_name(xb_sock s, xb_addr *out, xb_error *err)
+{
+    if (out == NULL)
+        return fail(err, XB_STAGE_NAME, WSAEINVAL, "getsockname");
+    memset(out, 0, sizeof(*out));
+    out->len = (xb_socklen)sizeof(out->ss);
+    if (getsockname(s, (struct sockaddr *)&out->ss, &out->len) != 0)
+        return fail(err, XB_STAGE_NAME, WSAGetLastError(), "getsockname");
+    return 0;
+}
+
+int xb_close(xb_sock s)
+{
+    if (s == XB_BADSOCK) {
+        WSASetLastError(WSAENOTSOCK);
+        return -1;
+    }
+    return closesocket(s) == 0 ? 0 : -1;
+}
+
+static int get_int_option(SOCKET s, int level, int name, int *value, const char *what, xb_error *err)
+{
+    int len = (int)sizeof(*value);
+    *value = 0;
+    if (getsockopt(s, level, name, (char *)value, &len) != 0)
+        return fail(err, XB_STAGE_OPTION, WSAGetLastError(), what);
+    *value = *value != 0;
+    return 0;
+}
+
+int xb_socket_options(xb_sock s, xb_sockopts *out, xb_error *err)
+{
+    xb_addr name;
+    DWORD flags = 0;
+
+    if (out == NULL)
+        return fail(err, XB_STAGE_OPTION, WSAEINVAL, "getsockopt");
+    out->reuseport = -1;
+    out->v6only = -1;
+    out->nonblocking = -1; /* Winsock cannot report FIONBIO */
+    if (get_int_option(s, SOL_SOCKET, SO_REUSEADDR, &out->reuseaddr, "SO_REUSEADDR", err) != 0)
+        return -1;
+    if (get_int_option(s, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, &out->exclusiveaddruse,
+                       "SO_EXCLUSIVEADDRUSE", err) != 0)
+        return -1;
+    if (get_int_option(s, SOL_SOCKET, SO_ACCEPTCONN, &out->listening, "SO_ACCEPTCONN", err) != 0)
+        return -1;
+    if (xb_socket_name(s, &name, err) != 0) {
+        /* An unbound socket has no name (WSAEINVAL): the family is still known. */
+        WSAPROTOCOL_INFOW info;
+        int len = (int)sizeof(info);
+        if (getsockopt(s, SOL_SOCKET, SO_PROTOCOL_INFOW, (char *)&info, &len) != 0)
+            return fail(err, XB_STAGE_OPTION, WSAGetLastError(), "SO_PROTOCOL_INFOW");
+        name.ss.ss_family = (ADDRESS_FAMILY)info.iAddressFamily;
+    }
+    if (name.ss.ss_family == AF_INET6 &&
+        get_int_option(s, IPPROTO_IPV6, IPV6_V6ONLY, &out->v6only, "IPV6_V6ONLY", err) != 0)
+        return -1;
+    if (!GetHandleInformation((HANDLE)s, &flags))
+        return fail(err, XB_STAGE_OPTION, (int)GetLastError(), "GetHandleInformation");
+    out->inheritable = (flags & HANDLE_FLAG_INHERIT) != 0;
+    return 0;
+}

@@ -1,0 +1,35 @@
+"""Plugin objects for ``twisted/plugins/twisted_patch_plugins.py``.
+
+This module is imported whenever Twisted scans its plugins, so it imports only
+zope.interface and Twisted's interface modules -- never the reactor and never
+the C extension.  The endpoint code is imported on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.interfaces import IStreamServerEndpointStringParser
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+
+@implementer(IPlugin, IStreamServerEndpointStringParser)
+class ExclusiveServerParser:
+    """``xtcp:PORT[:interface=ADDR][:backlog=N]`` (and ``xtcp6:``, default ``::``)."""
+
+    def __init__(self, prefix: str, default_interface: str) -> None:
+        self.prefix = prefix
+        self._default_interface = default_interface
+
+    def parseStreamServer(self, reactor: Any, *args: object, **kwargs: object) -> Any:
+        from twisted_patch.endpoint import parse_server
+
+        return parse_server(self.prefix, self._default_interface, reactor, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<ExclusiveServerParser {self.prefix}>"
+
+
+xtcp = ExclusiveServerParser("xtcp", "")
+xtcp6 = ExclusiveServerParser("xtcp6", "::")

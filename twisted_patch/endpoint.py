@@ -1,0 +1,187 @@
+"""The ``xtcp`` / ``xtcp6`` server endpoints and their string parser.
+
+``serverFromString(reactor, "xtcp:3456:interface=127.0.0.1")`` gives an
+:class:`ExclusiveTCPServerEndpoint`; its ``listen`` returns a Deferred that
+fires with the listening port or fails with ``CannotListenError``.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any, Optional
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
+from zope.interface import implementer
+
+from twisted_patch import _native
+from twisted_patch.port import ExclusivePort
+
+DEFAULT_BACKLOG = 50
+MAX_BACKLOG = 2**31 - 1
+
+
+def check_port(value: object, what: str = "port") -> int:
+    """A TCP port number 0..65535 from an int or a string of decimal digits."""
+    if isinstance(value, bool):
+        raise ValueError(f"{what} must be a number from 0 to 65535, not {value!r}")
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            raise ValueError(f"{what} is empty: give a number from 0 to 65535")
+        if not text.isascii() or not text.isdigit():
+            raise ValueError(f"{what} must be a number from 0 to 65535, not {value!r}")
+        number = int(text)
+    elif isinstance(value, int):
+        number = value
+    else:
+        raise ValueError(f"{what} must be a number from 0 to 65535, not {value!r}")
+    if not 0 <= number <= 65535:
+        raise ValueError(f"{what} {number} is out of range: give a number from 0 to 65535")
+    return number
+
+
+def check_backlog(value: object) -> int:
+    """A listen backlog: a whole number from 0 up."""
+    if isinstance(value, bool):
+        raise ValueError(f"backlog must be a whole number, 0 or more, not {value!r}")
+    if isinstance(value, str):
+        text = value.strip()
+        if not text or not text.isascii() or not text.isdigit():
+            raise ValueError(f"backlog must be a whole number, 0 or more, not {value!r}")
+        number = int(text)
+    elif isinstance(value, int):
+        number = value
+    else:
+        raise ValueError(f"backlog must be a whole number, 0 or more, not {value!r}")
+    if not 0 <= number <= MAX_BACKLOG:
+        raise ValueError(f"backlog {number} is out of range: give a whole number, 0 or more")
+    return number
+
+
+def check_interface(value: object, family: int = socket.AF_UNSPEC) -> tuple[int, str]:
+    """(family, normalised address) for a numeric IP address; '' is the wildcard.
+
+    Host names are refused on purpose: which address a name resolves to (and
+    in which family) is not something a hardened listener should guess.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"interface must be an IP address, not {value!r}")
+    text = value.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    if not text:
+        if family == socket.AF_INET6:
+            return socket.AF_INET6, "::"
+        return socket.AF_INET, "0.0.0.0"
+    try:
+        parsed_family, host, _ = _native.parse_address(text, 0, family)
+    except ValueError as e:
+        hint = ""
+        if text.lower() == "localhost":
+            hint = " (use 127.0.0.1 or ::1; the other family is guarded for you)"
+        raise ValueError(f"interface {value!r}: {e}{hint}") from None
+    return parsed_family, host
+
+
+@implementer(IStreamServerEndpoint)
+class ExclusiveTCPServerEndpoint:
+    """A TCP server endpoint whose ports come from the exclusive-bind core.
+
+    ``interface`` is a numeric IPv4 or IPv6 address; the address family
+    follows it ('' is 0.0.0.0).  Invalid arguments raise ``ValueError`` here;
+    failures to listen arrive as a ``CannotListenError`` errback of ``listen``.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        port: int,
+        backlog: int = DEFAULT_BACKLOG,
+        interface: str = "",
+    ) -> None:
+        self._reactor = reactor
+        self._port = check_port(port)
+        self._backlog = check_backlog(backlog)
+        self._family, self._interface = check_interface(interface)
+
+    @property
+    def interface(self) -> str:
+        return self._interface
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    def listen(self, protocolFactory: IProtocolFactory) -> defer.Deferred[ExclusivePort]:
+        return defer.execute(
+            listen_exclusive,
+            self._port,
+            protocolFactory,
+            backlog=self._backlog,
+            interface=self._interface,
+            reactor=self._reactor,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<ExclusiveTCPServerEndpoint {self._interface}:{self._port} "
+            f"backlog={self._backlog}>"
+        )
+
+
+def listen_exclusive(
+    port: int,
+    factory: IProtocolFactory,
+    backlog: int = DEFAULT_BACKLOG,
+    interface: str = "",
+    reactor: Optional[Any] = None,
+) -> ExclusivePort:
+    """Listen now, like ``reactor.listenTCP``; raises ``CannotListenError``."""
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = default_reactor
+    p = ExclusivePort(port, factory, backlog, interface, reactor)
+    p.startListening()
+    return p
+
+
+_KNOWN = ("port", "interface", "backlog")
+
+
+def parse_server_description(
+    prefix: str, default_interface: str, args: tuple[object, ...], kwargs: dict[str, object]
+) -> dict[str, Any]:
+    """Validate the fields of ``xtcp:...`` / ``xtcp6:...``; ValueError names what is wrong."""
+    unknown = sorted(k for k in kwargs if k not in _KNOWN)
+    if unknown:
+        raise ValueError(
+            f"{prefix}: unknown option {', '.join(map(repr, unknown))}; "
+            f"known options are {', '.join(_KNOWN)}"
+        )
+    if len(args) > 1:
+        raise ValueError(
+            f"{prefix}: only one positional field (the port) is allowed, got {len(args)}: "
+            f"{', '.join(map(repr, args))} (an IPv6 interface needs its colons escaped, "
+            f"as in interface=\\:\\:1)"
+        )
+    if args and "port" in kwargs:
+        raise ValueError(f"{prefix}: the port is given twice ({args[0]!r} and port=)")
+    if not args and "port" not in kwargs:
+        raise ValueError(f"{prefix}: no port given; write {prefix}:PORT[:interface=ADDRESS]")
+    port = check_port(args[0] if args else kwargs["port"])
+    family = socket.AF_INET6 if prefix == "xtcp6" else socket.AF_UNSPEC
+    interface_text = kwargs.get("interface", default_interface)
+    _, interface = check_interface(interface_text, family)
+    if prefix == "xtcp6" and ":" not in interface:
+        raise ValueError(f"{prefix}: interface {interface_text!r} is not an IPv6 address")
+    backlog = check_backlog(kwargs.get("backlog", DEFAULT_BACKLOG))
+    return {"port": port, "interface": interface, "backlog": backlog}
+
+
+def parse_server(
+    prefix: str, default_interface: str, reactor: Any, *args: object, **kwargs: object
+) -> ExclusiveTCPServerEndpoint:
+    fields = parse_server_description(prefix, default_interface, args, kwargs)
+    return ExclusiveTCPServerEndpoint(reactor, **fields)
