@@ -30,7 +30,7 @@ deps:
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
+	$(PIP) install -q --upgrade pip setuptools wheel
 	$(PIP) install -q ".[test,lint]"
 	touch $@
 
