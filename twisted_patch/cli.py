@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 SUBCOMMANDS: list[tuple[str, str, str]] = [
     (
         "probe",
         "twisted_patch._cli_probe",
-        "attack a plain Twisted listener and an xtcp listener from another process; print the table",
+        "attack a plain Twisted listener and an xtcp listener from another process; "
+        "print the table",
     ),
 ]
 
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

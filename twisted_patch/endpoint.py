@@ -8,10 +8,10 @@ fires with the listening port or fails with ``CannotListenError``.
 from __future__ import annotations
 
 import socket
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from zope.interface import implementer
 
 from twisted_patch import _native
@@ -113,7 +113,7 @@ class ExclusiveTCPServerEndpoint:
     def port(self) -> int:
         return self._port
 
-    def listen(self, protocolFactory: IProtocolFactory) -> defer.Deferred[ExclusivePort]:
+    def listen(self, protocolFactory: IProtocolFactory) -> defer.Deferred[IListeningPort]:
         return defer.execute(
             listen_exclusive,
             self._port,
@@ -135,7 +135,7 @@ def listen_exclusive(
     factory: IProtocolFactory,
     backlog: int = DEFAULT_BACKLOG,
     interface: str = "",
-    reactor: Optional[Any] = None,
+    reactor: Any | None = None,
 ) -> ExclusivePort:
     """Listen now, like ``reactor.listenTCP``; raises ``CannotListenError``."""
     if reactor is None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import sys
-from typing import Optional
 
 from twisted.internet.error import CannotListenError
 
@@ -59,7 +58,7 @@ def format_address(host: str, port: int) -> str:
     return f"{host or '0.0.0.0'}:{port}"
 
 
-def describe(err: OSError, stage: str, address: str, holder: Optional[str] = None) -> str:
+def describe(err: OSError, stage: str, address: str, holder: str | None = None) -> str:
     """One or two sentences: what failed, why, and what to do about it."""
     code = err.errno if err.errno is not None else 0
     os_text = err.strerror or _native.strerror(code)
@@ -68,7 +67,7 @@ def describe(err: OSError, stage: str, address: str, holder: Optional[str] = Non
         who = f" by {holder}" if holder else " by another socket"
         return (
             f"{address} is already in use{who} ({os_text}). Stop the program that holds it "
-            f"or choose another port; twisted-patch never falls back to another port."
+            f"or choose another port; twisted-patch never falls back to another port"
         )
     if stage == "bind" and code in _DENIED:
         if _WINDOWS:
@@ -101,7 +100,7 @@ def describe(err: OSError, stage: str, address: str, holder: Optional[str] = Non
 
 
 def cannot_listen(
-    interface: str, port: int, err: OSError, stage: str, holder: Optional[str] = None
+    interface: str, port: int, err: OSError, stage: str, holder: str | None = None
 ) -> CannotListenError:
     """A CannotListenError carrying an :class:`ExclusiveListenError`."""
     address = format_address(interface, port)

@@ -10,7 +10,7 @@ socket, so accepting connections is exactly Twisted's code.
 from __future__ import annotations
 
 import socket
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet import tcp
 from twisted.internet.error import CannotListenError
@@ -18,7 +18,7 @@ from twisted.internet.interfaces import IProtocolFactory
 from twisted.logger import Logger
 
 from twisted_patch import _native
-from twisted_patch.errors import cannot_listen
+from twisted_patch.errors import cannot_listen, format_address
 
 log = Logger()
 
@@ -58,14 +58,14 @@ class ExclusivePort(tcp.Port):
         factory: IProtocolFactory,
         backlog: int = 50,
         interface: str = "",
-        reactor: Optional[Any] = None,
+        reactor: Any | None = None,
     ) -> None:
         super().__init__(port, factory, backlog, interface, reactor)
 
     def startListening(self) -> None:
         if self._preexistingSocket is None:
             skt = open_listening_socket(
-                self.interface, self.port, self.backlog, self.addressFamily
+                self.interface, int(self.port or 0), self.backlog, self.addressFamily
             )
             self._preexistingSocket = skt
             try:
@@ -78,7 +78,7 @@ class ExclusivePort(tcp.Port):
             self._shouldShutdown = True
             log.info(
                 "twisted-patch: exclusive listener on {address}",
-                address=self.getHost(),
+                address=format_address(self.interface, self._realPortNumber or 0),
                 interface=self.interface,
                 port=self._realPortNumber,
             )
