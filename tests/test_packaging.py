@@ -73,15 +73,17 @@ def test_fresh_venv_install_works_and_uninstall_leaves_twisted(
         "ep = endpoints.serverFromString(reactor, 'xtcp:0:interface=127.0.0.1')\n"
         "print(type(ep).__name__)\n"
     )
-    assert _run(py, "-c", check).strip() == "ExclusiveTCPServerEndpoint"
-    site = Path(_run(py, "-c", "import twisted, os; print(os.path.dirname(twisted.__file__))")
-                .strip())
+    # Run from tmp_path: the source tree (cwd) must not shadow what pip installed.
+    assert _run(py, "-c", check, cwd=tmp_path).strip() == "ExclusiveTCPServerEndpoint"
+    where = "import twisted, os; print(os.path.dirname(twisted.__file__))"
+    site = Path(_run(py, "-c", where, cwd=tmp_path).strip())
     before = sorted(p.name for p in (site / "plugins").iterdir() if p.suffix == ".py")
     assert "twisted_patch_plugins.py" in before
-    _run(py, "-m", "pip", "uninstall", "-y", "-q", "twisted-patch")
+    _run(py, "-m", "pip", "uninstall", "-y", "-q", "twisted-patch", cwd=tmp_path)
     after = sorted(p.name for p in (site / "plugins").iterdir() if p.suffix == ".py")
     assert after == [n for n in before if n != "twisted_patch_plugins.py"]
     assert (site / "__init__.py").exists() and (site / "plugins" / "__init__.py").exists()
-    out = _run(py, "-c", "import twisted.internet.endpoints, twisted.plugin; print('ok')")
+    out = _run(py, "-c", "import twisted.internet.endpoints, twisted.plugin; print('ok')",
+               cwd=tmp_path)
     assert out.strip() == "ok"
     assert not os.path.exists(site.parent / "twisted_patch")
