@@ -40,7 +40,7 @@ venv: $(VENV)/.created
 # plugin file and compiled extension included.
 install: venv
 	TWISTED_PATCH_CFLAGS="$(STRICT_CFLAGS)" $(PIP) install -q --no-deps --force-reinstall --no-build-isolation . 2>&1 | grep -v "^\s*$$" | grep -iv "warning\|!!\|\*\*\*\|deprecat\|See https\|pypi-more" || true
-	$(PY) -c "import twisted_patch._native as n; print('twisted_patch._native built:', n.PLATFORM_CORE)"
+	$(PY) -I -c "import twisted_patch._native as n; print('twisted_patch._native built:', n.PLATFORM_CORE)"
 
 lint: venv
 	$(VENV)/bin/ruff check twisted_patch twisted tests
