@@ -3,6 +3,7 @@
 from typing import Optional
 
 PLATFORM_CORE: str
+OWNER_BACKEND: str
 
 class BindError(OSError):
     stage: str
@@ -17,3 +18,20 @@ def listen_tcp(host: Optional[str], port: int, backlog: int, family: int = ...) 
 def close(handle: int) -> None: ...
 def socket_options(handle: int) -> dict[str, int]: ...
 def strerror(code: int) -> str: ...
+def listeners(
+    port: int,
+) -> list[
+    tuple[
+        int,
+        str,
+        int,
+        int | None,
+        str | None,
+        int | None,
+        bool | None,
+        tuple[int, ...],
+        tuple[str | None, ...],
+        bool,
+    ]
+]: ...
+def process_user(pid: int) -> tuple[int | None, str | None]: ...
