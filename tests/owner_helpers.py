@@ -19,6 +19,7 @@ NOBODY = 65534
 _LISTENER = r"""
 import socket, sys
 port = int(sys.argv[1]); reuseport = sys.argv[2] == "1"; socks = []
+pick = port == 0
 for host in sys.argv[3:]:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(family, socket.SOCK_STREAM)
@@ -26,7 +27,11 @@ for host in sys.argv[3:]:
         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     if reuseport:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    s.bind((host, port)); s.listen(5); port = s.getsockname()[1]; socks.append(s)
+    try:
+        s.bind((host, port))
+    except OSError as e:
+        print("in-use" if e.errno == 98 else repr(e), flush=True); sys.exit(1)
+    s.listen(5); port = s.getsockname()[1]; socks.append(s)
 print(port, flush=True)
 sys.stdin.read()
 """
@@ -63,11 +68,19 @@ def start_listener(
         cwd="/",
     )
     assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.strip():
+    line = proc.stdout.readline().strip()
+    if not line.isdigit():
+        assert proc.stderr is not None
+        error = line + proc.stderr.read() if line != "in-use" else line
         stop(Child(proc, 0))
-        raise RuntimeError(f"listener {hosts} on {port} did not start: {proc.stderr.read()}")
+        if error == "in-use":
+            raise PortInUse(f"{hosts} port {port}")
+        raise RuntimeError(f"listener {hosts} on {port} did not start: {error}")
     return Child(proc, int(line))
+
+
+class PortInUse(RuntimeError):
+    pass
 
 
 def stop(child: Child) -> None:
@@ -89,6 +102,33 @@ def listening(
         yield child
     finally:
         stop(child)
+
+
+@contextmanager
+def listening_pair(
+    first: Sequence[str],
+    second: Sequence[str],
+    *,
+    uid: int | None = None,
+    reuseport: bool = False,
+) -> Iterator[tuple[Child, Child]]:
+    """Two listener processes on one port (the second as ``uid``).  The port is picked
+    by the kernel for the first; if another program on this host holds it for the
+    second's addresses, try another port."""
+    for _ in range(50):
+        a = start_listener(first, reuseport=reuseport)
+        try:
+            b = start_listener(second, a.port, uid=uid, reuseport=reuseport)
+        except PortInUse:
+            stop(a)
+            continue
+        try:
+            yield a, b
+        finally:
+            stop(b)
+            stop(a)
+        return
+    raise RuntimeError("no port free for both listeners in 50 tries")
 
 
 def run_cli(*args: str, cwd: str = "/", uid: int | None = None) -> subprocess.CompletedProcess[str]:

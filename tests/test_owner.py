@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 import pytest
-from owner_helpers import IS_ROOT, NOBODY, SETPRIV, listening
+from owner_helpers import IS_ROOT, NOBODY, SETPRIV, listening, listening_pair
 from twisted.internet import protocol, tcp
 from twisted.internet.error import CannotListenError
 
@@ -31,10 +31,11 @@ needs_root = pytest.mark.skipif(
 
 def fake(host: str, port: int = 4000, **kw: object) -> Listener:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    fields: dict[str, object] = dict(
-        family=family, host=host, port=port, uid=1000, user="alice", inode=1,
-        pids=(42,), names=("x",), v6only=True if family == socket.AF_INET6 else None,
-    )
+    fields: dict[str, object] = {
+        "family": family, "host": host, "port": port, "uid": 1000, "user": "alice",
+        "inode": 1, "pids": (42,), "names": ("x",),
+        "v6only": True if family == socket.AF_INET6 else None,
+    }
     fields.update(kw)
     return Listener(**fields)  # type: ignore[arg-type]
 
@@ -67,19 +68,18 @@ def ss_listeners(port: int) -> set[tuple[str, int, int, int, tuple[int, ...]]]:
 @pytest.mark.skipif(shutil.which("ss") is None, reason="ss (iproute2) is not installed")
 def test_who_agrees_with_ss() -> None:
     uid = NOBODY if IS_ROOT and SETPRIV else None
-    with listening(["127.0.0.1"]) as mine:
-        # same port, the other family, another uid when we can
-        with listening(["::1"], mine.port, uid=uid) as other:
-            ours = owner.who(None, mine.port)
-            theirs = ss_listeners(mine.port)
-            got = {(x.host, x.port, x.uid, x.inode, tuple(sorted(x.pids))) for x in ours}
-            assert got == theirs
-            assert len(got) == 2
-            by_host = {x.host: x for x in ours}
-            assert by_host["127.0.0.1"].pids == (mine.pid,)
-            assert by_host["::1"].pids == (other.pid,)
-            assert by_host["::1"].v6only is True
-            assert by_host["127.0.0.1"].names == (mine.comm(),)
+    # same port, the other family, another uid when we can
+    with listening_pair(["127.0.0.1"], ["::1"], uid=uid) as (mine, other):
+        ours = owner.who(None, mine.port)
+        theirs = ss_listeners(mine.port)
+        got = {(x.host, x.port, x.uid, x.inode, tuple(sorted(x.pids))) for x in ours}
+        assert got == theirs
+        assert len(got) == 2
+        by_host = {x.host: x for x in ours}
+        assert by_host["127.0.0.1"].pids == (mine.pid,)
+        assert by_host["::1"].pids == (other.pid,)
+        assert by_host["::1"].v6only is True
+        assert by_host["127.0.0.1"].names == (mine.comm(),)
 
 
 def test_own_listener_reports_our_pid_and_uid() -> None:
@@ -305,7 +305,9 @@ def test_preclaimed_port_error_names_the_holder() -> None:
             )
         text = str(ours.value)
         user = "root" if IS_ROOT else None
-        expected = f"127.0.0.1:{holder.port} is already in use by pid {holder.pid} ({holder.comm()})"
+        expected = (
+            f"127.0.0.1:{holder.port} is already in use by pid {holder.pid} ({holder.comm()})"
+        )
         assert expected in text, text
         if user:
             assert f"({holder.comm()}), user {user}" in text
@@ -429,7 +431,6 @@ def test_no_fd_leak_over_1000_lookups() -> None:
 
 
 def test_backend_is_known() -> None:
-    expected = {"linux": "linux", "win32": "win32", "darwin": "darwin"}.get(
-        "linux" if LINUX else sys.platform, "none"
-    )
-    assert _native.OWNER_BACKEND == expected
+    platform = "linux" if LINUX else sys.platform
+    expected = platform if platform in ("linux", "win32", "darwin") else "none"
+    assert expected == _native.OWNER_BACKEND
