@@ -218,7 +218,7 @@ xb_listener *xb_listeners_add(xb_listeners *list);
  * to a dump request with sequence number `seq`, and append to *out every
  * AF_INET/AF_INET6 TCP_LISTEN entry whose local port is `port` (entries for
  * other ports or states are skipped: the kernel filter is trusted but
- * checked).  Fills family, host, port, uid, inode and v6only; nothing else.
+ * checked; port < 0 keeps every port, for tests and fuzzing).  Fills family, host, port, uid, inode and v6only; nothing else.
  *
  * Returns 1 when the dump is complete (NLMSG_DONE seen), 0 when more
  * buffers are to come, -1 on a malformed buffer (EBADMSG), a kernel error
