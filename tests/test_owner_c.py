@@ -92,3 +92,7 @@ def test_owner_win32_under_wine(tmp_path: Path) -> None:
     assert lines[0].startswith("self pid ")
     port = lines[0].split()[4]
     assert any(line.startswith(f"IPv4 127.0.0.1 {port} ") for line in lines[1:]), out.stdout
+    # our own process token: DOMAIN\user, and no uid on Windows
+    user_lines = [line for line in lines if line.startswith("process_user ")]
+    assert user_lines and user_lines[0].startswith("process_user uid -1 user "), out.stdout
+    assert "\\" in user_lines[0], out.stdout

@@ -51,6 +51,14 @@ int main(int argc, char **argv)
             l->uid == -1 && l->npids == 1)
             found = 1;
     }
+    {
+        long long uid = 0;
+        char user[XB_OWNER_USERLEN];
+        if (xb_owner_process_user((long)GetCurrentProcessId(), &uid, user, sizeof(user), &err) != 0)
+            printf("process_user error: %s %d\n", err.detail, err.code);
+        else
+            printf("process_user uid %lld user %s\n", uid, user);
+    }
     /* bad arguments are refused, and the list is left empty */
     if (xb_owner_listeners(0, &list, &err) != -1 || list.count != 0 || err.stage != XB_STAGE_OWNER)
         found = 0;
