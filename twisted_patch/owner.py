@@ -269,7 +269,7 @@ class VerifyResult:
             return f"nothing is listening on {where}"
         if not self.foreign:
             return f"{where} is owned as expected ({self.expected})"
-        lines = [f"{where} is NOT owned as expected ({self.expected}); also listening:"]
+        lines = [f"{where} is NOT owned as expected ({self.expected}); listening there:"]
         lines += [f"  {item.address}: {item.holder()}" for item in self.foreign]
         return "\n".join(lines)
 
