@@ -31,6 +31,7 @@ import os
 import re
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,6 +43,9 @@ from twisted_patch import _native
 from twisted_patch.errors import ExclusiveListenError, format_address
 
 log = Logger()
+
+# CannotListenError's __init__ is unannotated in some Twisted versions: call it typed.
+_cannot_listen: Callable[[str, int, BaseException], CannotListenError] = CannotListenError
 
 _WINDOWS = sys.platform == "win32"
 
@@ -428,7 +432,7 @@ def foreign_listener_error(interface: str, port: int, foreign: list[Listener]) -
     wrapped = ExclusiveListenError(
         errno.EADDRINUSE, message, "owner", address, os.strerror(errno.EADDRINUSE)
     )
-    return CannotListenError(interface, port, wrapped)
+    return _cannot_listen(interface, port, wrapped)
 
 
 def ensure_exclusive(skt: socket.socket, interface: str) -> None:
@@ -442,7 +446,8 @@ def ensure_exclusive(skt: socket.socket, interface: str) -> None:
     try:
         foreign = check_exclusive(skt)
     except OwnerLookupError as e:
-        log.warn(
+        emit = log.info if e.errno == errno.ENOSYS else log.warn
+        emit(
             "twisted-patch: cannot check who else listens on {address}: {error}",
             address=format_address(interface, port),
             error=str(e),
