@@ -21,10 +21,12 @@ import socket, sys
 port = int(sys.argv[1]); reuseport = sys.argv[2] == "1"; socks = []
 pick = port == 0
 for host in sys.argv[3:]:
+    dual = host.startswith("dual:")  # "dual:::" is [::] without IPV6_V6ONLY
+    host = host[5:] if dual else host
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(family, socket.SOCK_STREAM)
     if family == socket.AF_INET6:
-        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if dual else 1)
     if reuseport:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:

@@ -164,6 +164,24 @@ def test_receives_rule() -> None:
         r(fake("127.0.0.1"), "localhost")
 
 
+@linux_only
+def test_dual_stack_listener_receives_ipv4() -> None:
+    """[::] without IPV6_V6ONLY takes IPv4 connections too: the kernel reports the flag
+    and who()/verify() count the listener for 127.0.0.1."""
+    with listening(["dual:::"]) as dual:
+        (item,) = twisted_patch.who(None, dual.port)
+        assert item.host == "::" and item.v6only is False
+        assert twisted_patch.who("127.0.0.1", dual.port) == [item]
+        assert twisted_patch.who("::1", dual.port) == [item]
+        # and it really does take an IPv4 connection
+        with socket.create_connection(("127.0.0.1", dual.port)):
+            pass
+    with listening(["::"]) as v6only:
+        (item,) = twisted_patch.who(None, v6only.port)
+        assert item.v6only is True
+        assert twisted_patch.who("127.0.0.1", v6only.port) == []
+
+
 def test_bad_arguments() -> None:
     for bad in (0, 65536, -1, True, "80"):
         with pytest.raises(ValueError, match="port"):
