@@ -200,13 +200,14 @@ static int scan_process(pid_t pid, int port, xb_listeners *out, xb_error *err)
     return rc;
 }
 
-int xb_owner_listeners(int port, xb_listeners *out, xb_error *err)
+int xb_owner_listeners(int port, unsigned flags, xb_listeners *out, xb_error *err)
 {
     pid_t *pids = NULL;
     pid_t self = getpid();
     int count = 0, i, rc = 0;
     size_t k;
 
+    (void)flags; /* XB_OWNER_SELF_ONLY: nothing to skip here */
     if (out == NULL)
         return fail(err, EINVAL, "no output list");
     xb_listeners_free(out);

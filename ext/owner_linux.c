@@ -393,7 +393,7 @@ static int scan_process(long pid, const char *fddir, xb_listeners *list, xb_erro
     return rc;
 }
 
-static int find_processes(xb_listeners *list, xb_error *err)
+static int find_processes(xb_listeners *list, int self_only, xb_error *err)
 {
     DIR *d;
     struct dirent *e;
@@ -406,6 +406,8 @@ static int find_processes(xb_listeners *list, xb_error *err)
         return fail(err, ENAMETOOLONG, "/proc/PID/fd");
     if (scan_process(self, path, list, err) != 0)
         return -1;
+    if (self_only)
+        return 0;
 
     d = opendir("/proc");
     if (d == NULL) {
@@ -505,7 +507,7 @@ static int fill_users(xb_listeners *list, xb_error *err)
 
 /* --- the public functions ----------------------------------------------- */
 
-int xb_owner_listeners(int port, xb_listeners *out, xb_error *err)
+int xb_owner_listeners(int port, unsigned flags, xb_listeners *out, xb_error *err)
 {
     unsigned char *buf;
     int rc;
@@ -523,7 +525,7 @@ int xb_owner_listeners(int port, xb_listeners *out, xb_error *err)
         rc = diag_dump(AF_INET6, port, 0x74700006u, buf, out, err);
     free(buf);
     if (rc == 0 && out->count > 0)
-        rc = find_processes(out, err);
+        rc = find_processes(out, (flags & XB_OWNER_SELF_ONLY) != 0, err);
     if (rc == 0)
         rc = fill_users(out, err);
     if (rc != 0)

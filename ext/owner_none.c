@@ -24,9 +24,10 @@ static int fail(xb_error *err)
     return -1;
 }
 
-int xb_owner_listeners(int port, xb_listeners *out, xb_error *err)
+int xb_owner_listeners(int port, unsigned flags, xb_listeners *out, xb_error *err)
 {
     (void)port;
+    (void)flags;
     xb_listeners_free(out);
     return fail(err);
 }

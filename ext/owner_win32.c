@@ -176,7 +176,7 @@ static int add_row(xb_listeners *out, int family, const void *addr, DWORD port_f
     return 0;
 }
 
-int xb_owner_listeners(int port, xb_listeners *out, xb_error *err)
+int xb_owner_listeners(int port, unsigned flags, xb_listeners *out, xb_error *err)
 {
     MIB_TCPTABLE_OWNER_PID *t4 = NULL;
     MIB_TCP6TABLE_OWNER_PID *t6 = NULL;
@@ -185,6 +185,7 @@ int xb_owner_listeners(int port, xb_listeners *out, xb_error *err)
     size_t k, j;
     int rc = -1;
 
+    (void)flags; /* XB_OWNER_SELF_ONLY: nothing to skip here */
     if (out == NULL)
         return fail(err, ERROR_INVALID_PARAMETER, "no output list");
     xb_listeners_free(out);

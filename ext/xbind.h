@@ -192,6 +192,13 @@ typedef struct xb_listeners {
 /* Which implementation was compiled in: "linux", "win32", "darwin" or "none". */
 extern const char xb_owner_backend[];
 
+/* Flags of xb_owner_listeners(). */
+#define XB_OWNER_SELF_ONLY 1u /* Linux: look for holding processes only in our own
+                                 process (no walk of other processes' /proc/PID/fd;
+                                 other listeners then have no pids).  Ignored where
+                                 the listeners themselves are found by walking the
+                                 processes (macOS) or come with their pid (Windows). */
+
 /*
  * Every TCP listener on `port` (1..65535), both families.  *out must be
  * zero-initialised (or freed) by the caller; on success it holds the
@@ -199,7 +206,7 @@ extern const char xb_owner_backend[];
  * The "none" implementation always fails with code ENOSYS and the detail
  * "owner lookup is not supported on this OS".
  */
-int xb_owner_listeners(int port, xb_listeners *out, xb_error *err);
+int xb_owner_listeners(int port, unsigned flags, xb_listeners *out, xb_error *err);
 
 /* The uid (-1 if the OS has none) and user name of a process. */
 int xb_owner_process_user(long pid, long long *uid, char *user, size_t userlen, xb_error *err);

@@ -6,6 +6,7 @@ the pure-Python rules are tested everywhere.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -14,7 +15,15 @@ import subprocess
 import sys
 
 import pytest
-from owner_helpers import IS_ROOT, NOBODY, SETPRIV, listening, listening_pair
+from owner_helpers import (
+    IS_ROOT,
+    NOBODY,
+    SETPRIV,
+    listening,
+    listening_pair,
+    start_listener,
+    stop,
+)
 from twisted.internet import protocol, tcp
 from twisted.internet.error import CannotListenError
 
@@ -389,8 +398,8 @@ def test_start_listening_fails_when_not_alone(monkeypatch: pytest.MonkeyPatch) -
     real = owner.listeners
     injected: list[Listener] = []
 
-    def with_intruder(port: int) -> list[Listener]:
-        found = real(port)
+    def with_intruder(port: int, *, self_only: bool = False) -> list[Listener]:
+        found = real(port, self_only=self_only)
         intruder = fake("127.0.0.1", port, uid=NOBODY, user="nobody", pids=(4242,),
                         names=("evil",), inode=99)
         injected.append(intruder)
@@ -432,6 +441,53 @@ def test_lookup_uses_sock_diag_and_never_proc_net_tcp(tmp_path: object) -> None:
         assert f"/proc/{child.pid}/comm" in trace  # pids and names came from /proc/PID
         assert "/proc/net/tcp" not in trace
         assert "/proc/net/" not in trace
+
+
+@linux_only
+def test_self_only_lookup() -> None:
+    for _ in range(50):  # a port free on 127.0.0.1 (child) and [::1] (us)
+        child = start_listener(["127.0.0.1"])
+        mine = socket.socket(socket.AF_INET6)
+        try:
+            mine.bind(("::1", child.port))
+            break
+        except OSError:
+            mine.close()
+            stop(child)
+    else:
+        pytest.fail("no port free on both loopbacks")
+    with contextlib.closing(mine):
+        try:
+            mine.listen(1)
+            full = {x.host: x.pids for x in owner.listeners(child.port)}
+            assert full == {"127.0.0.1": (child.pid,), "::1": (os.getpid(),)}
+            quick = {x.host: x.pids for x in owner.listeners(child.port, self_only=True)}
+            assert quick == {"127.0.0.1": (), "::1": (os.getpid(),)}
+        finally:
+            stop(child)
+
+
+@linux_only
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+def test_listening_reads_no_other_process() -> None:
+    """ExclusivePort's post-listen check walks only our own /proc/PID/fd when we are
+    alone; the full walk happens only to name a foreign listener."""
+    code = (
+        "import os; from twisted.internet import protocol, reactor;"
+        "import twisted_patch;"
+        "p = twisted_patch.listen_exclusive(0, protocol.Factory(), interface='127.0.0.1',"
+        " reactor=reactor); print(os.getpid(), p.getHost().port)"
+    )
+    out = subprocess.run(
+        ["strace", "-f", "-e", "trace=openat,socket", sys.executable, "-I", "-c", code],
+        capture_output=True, text=True, cwd="/", timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    pid = out.stdout.split()[0]
+    assert "NETLINK_SOCK_DIAG" in out.stderr  # the check did run
+    opened = set(re.findall(r'openat\(AT_FDCWD, "/proc/(\d+)/fd"', out.stderr))
+    assert opened == {pid}, opened
+    assert '"/proc"' not in out.stderr
 
 
 @linux_only

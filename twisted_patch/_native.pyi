@@ -20,6 +20,7 @@ def socket_options(handle: int) -> dict[str, int]: ...
 def strerror(code: int) -> str: ...
 def listeners(
     port: int,
+    self_only: bool = ...,
 ) -> list[
     tuple[
         int,

@@ -128,16 +128,18 @@ def _lookup_error(e: OSError) -> OwnerLookupError:
     return OwnerLookupError(code, f"owner lookup failed: {detail}: {e.strerror}")
 
 
-def listeners(port: int) -> list[Listener]:
+def listeners(port: int, *, self_only: bool = False) -> list[Listener]:
     """Every TCP listener on ``port``, both families, wildcard and specific.
 
-    Raises ``ValueError`` for a bad port and :class:`OwnerLookupError` when the
-    lookup fails.
+    ``self_only`` (Linux): find holding processes only in this process, without
+    walking other processes' ``/proc/PID/fd``; other listeners then have no
+    pids.  Raises ``ValueError`` for a bad port and :class:`OwnerLookupError`
+    when the lookup fails.
     """
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise ValueError(f"port must be a number from 1 to 65535, not {port!r}")
     try:
-        rows = _native.listeners(port)
+        rows = _native.listeners(port, self_only)
     except _native.BindError as e:
         raise _lookup_error(e) from None
     result = []
@@ -413,11 +415,14 @@ def check_exclusive(target: Any | socket.socket | tuple[str, int]) -> list[Liste
     """
     family, host, port = _target_address(target)
     me = os.getpid()
-    return [
-        item
-        for item in listeners(port)
-        if _overlaps(item, family, host) and me not in item.pids
-    ]
+
+    def foreign(found: list[Listener]) -> list[Listener]:
+        return [item for item in found if _overlaps(item, family, host) and me not in item.pids]
+
+    # The common case (only us) needs no walk of other processes; name them only if any.
+    if not foreign(listeners(port, self_only=True)):
+        return []
+    return foreign(listeners(port))
 
 
 def foreign_listener_error(interface: str, port: int, foreign: list[Listener]) -> CannotListenError:

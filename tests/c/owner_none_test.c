@@ -12,7 +12,7 @@ int main(void)
     long long uid = 5;
     char user[8] = "x";
 
-    if (xb_owner_listeners(80, &list, &err) != -1 || err.stage != XB_STAGE_OWNER ||
+    if (xb_owner_listeners(80, 0, &list, &err) != -1 || err.stage != XB_STAGE_OWNER ||
         err.code != ENOSYS || strcmp(err.detail, "owner lookup is not supported on this OS") != 0 ||
         list.items != NULL)
         return 1;

@@ -37,7 +37,7 @@ int main(int argc, char **argv)
         return 3;
     }
     port = ntohs(a.sin_port);
-    if (xb_owner_listeners(port, &list, &err) != 0) {
+    if (xb_owner_listeners(port, 0, &list, &err) != 0) {
         printf("lookup error: %s: %s\n", err.detail, xb_strerror(err.code, text, sizeof(text)));
         return 2;
     }
@@ -60,7 +60,7 @@ int main(int argc, char **argv)
             printf("process_user uid %lld user %s\n", uid, user);
     }
     /* bad arguments are refused, and the list is left empty */
-    if (xb_owner_listeners(0, &list, &err) != -1 || list.count != 0 || err.stage != XB_STAGE_OWNER)
+    if (xb_owner_listeners(0, 0, &list, &err) != -1 || list.count != 0 || err.stage != XB_STAGE_OWNER)
         found = 0;
     xb_listeners_free(&list);
     closesocket(s);
