@@ -357,6 +357,16 @@ def test_wildcard_bind_names_a_specific_holder() -> None:
         assert f"pid {holder.pid}" in str(ours.value)
 
 
+def test_windows_exclusive_refusal_names_the_holder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Windows a port held with SO_EXCLUSIVEADDRUSE refuses binds with WSAEACCES."""
+    from twisted_patch import errors
+
+    monkeypatch.setattr(errors, "_WINDOWS", True)
+    text = errors.describe(OSError(10013, "denied"), "bind", "127.0.0.1:80", "pid 7 (x.exe)")
+    assert "another socket (pid 7 (x.exe)) holds the port exclusively" in text
+    assert "another socket holds" in errors.describe(OSError(10013, "d"), "bind", "a:1")
+
+
 def test_describe_holder_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(port: int) -> list[Listener]:
         raise OwnerLookupError(38, "owner lookup is not supported on this OS")

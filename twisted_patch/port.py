@@ -18,7 +18,7 @@ from twisted.internet.interfaces import IProtocolFactory
 from twisted.logger import Logger
 
 from twisted_patch import _native
-from twisted_patch.errors import IN_USE, cannot_listen
+from twisted_patch.errors import HELD, cannot_listen
 from twisted_patch.owner import describe_holder, ensure_exclusive
 
 log = Logger()
@@ -36,7 +36,7 @@ def open_listening_socket(interface: str, port: int, backlog: int, family: int) 
         raise CannotListenError(interface, port, e) from None
     except _native.BindError as e:
         holder = None
-        if e.stage in ("bind", "listen") and e.errno in IN_USE:
+        if e.stage in ("bind", "listen") and e.errno in HELD:
             holder = describe_holder(interface, port, family)
         raise cannot_listen(interface, port, e, e.stage, holder) from None
     try:
