@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 # Warnings are errors for every build that make drives.
 STRICT_CFLAGS := -Wall -Wextra -Werror
-DEBIAN_PACKAGES := wine wine64 gcc-mingw-w64-x86-64 iproute2 util-linux
+DEBIAN_PACKAGES := wine wine64 gcc-mingw-w64-x86-64 iproute2 util-linux strace
 
 .PHONY: all demo test deps venv install lint pytest clean
 

@@ -24,6 +24,19 @@ else:
     LIBRARIES = []
 
 
+# Owner lookup (who holds a port): one file per OS, "none" elsewhere.
+if sys.platform == "win32":
+    OWNER = ["ext/owner_win32.c"]
+    LIBRARIES += ["iphlpapi", "advapi32"]
+elif sys.platform.startswith("linux"):
+    OWNER = ["ext/owner_linux.c"]
+elif sys.platform == "darwin":
+    OWNER = ["ext/owner_darwin.c"]
+else:
+    OWNER = ["ext/owner_none.c"]
+OWNER = ["ext/owner_common.c", *OWNER]
+
+
 def compile_args() -> list[str]:
     args: list[str] = []
     if sys.platform != "win32":
@@ -38,7 +51,7 @@ def link_args() -> list[str]:
 
 native = Extension(
     "twisted_patch._native",
-    sources=COMMON + PLATFORM,
+    sources=COMMON + PLATFORM + OWNER,
     include_dirs=["ext"],
     depends=["ext/xbind.h"],
     libraries=LIBRARIES,

@@ -355,6 +355,188 @@ static PyObject *py_strerror(PyObject *self, PyObject *args)
     return PyUnicode_FromString(xb_strerror(code, text, sizeof(text)));
 }
 
+/* --- owner lookup ------------------------------------------------------ */
+
+/* Steal `item` into tuple slot i; on a NULL item the tuple is released. */
+static int tuple_put(PyObject *tuple, Py_ssize_t i, PyObject *item)
+{
+    if (item == NULL)
+        return -1;
+    return PyTuple_SetItem(tuple, i, item); /* steals item, even on failure */
+}
+
+static PyObject *none_or_text(const char *text)
+{
+    if (text[0] == '\0')
+        Py_RETURN_NONE;
+    return PyUnicode_DecodeUTF8(text, (Py_ssize_t)strlen(text), "replace");
+}
+
+static PyObject *listener_to_tuple(const xb_listener *l)
+{
+    PyObject *t, *pids, *names;
+    int k;
+
+    t = PyTuple_New(10);
+    if (t == NULL)
+        return NULL;
+    pids = PyTuple_New(l->npids);
+    names = PyTuple_New(l->npids);
+    if (pids == NULL || names == NULL) {
+        Py_XDECREF(pids);
+        Py_XDECREF(names);
+        Py_DECREF(t);
+        return NULL;
+    }
+    for (k = 0; k < l->npids; k++) {
+        if (tuple_put(pids, k, PyLong_FromLong(l->pids[k])) != 0 ||
+            tuple_put(names, k, none_or_text(l->names[k])) != 0) {
+            Py_DECREF(pids);
+            Py_DECREF(names);
+            Py_DECREF(t);
+            return NULL;
+        }
+    }
+    if (tuple_put(t, 0, PyLong_FromLong(l->family)) != 0 ||
+        tuple_put(t, 1, PyUnicode_FromString(l->host)) != 0 ||
+        tuple_put(t, 2, PyLong_FromLong(l->port)) != 0) {
+        Py_DECREF(pids);
+        Py_DECREF(names);
+        Py_DECREF(t);
+        return NULL;
+    }
+    if (l->uid < 0) {
+        Py_INCREF(Py_None);
+        if (tuple_put(t, 3, Py_None) != 0)
+            goto error;
+    } else if (tuple_put(t, 3, PyLong_FromLongLong(l->uid)) != 0) {
+        goto error;
+    }
+    if (tuple_put(t, 4, none_or_text(l->user)) != 0)
+        goto error;
+    if (l->inode == 0) {
+        Py_INCREF(Py_None);
+        if (tuple_put(t, 5, Py_None) != 0)
+            goto error;
+    } else if (tuple_put(t, 5, PyLong_FromUnsignedLongLong(l->inode)) != 0) {
+        goto error;
+    }
+    if (l->v6only < 0) {
+        Py_INCREF(Py_None);
+        if (tuple_put(t, 6, Py_None) != 0)
+            goto error;
+    } else if (tuple_put(t, 6, PyBool_FromLong(l->v6only)) != 0) {
+        goto error;
+    }
+    if (tuple_put(t, 7, pids) != 0) {
+        pids = NULL;
+        goto error;
+    }
+    pids = NULL;
+    if (tuple_put(t, 8, names) != 0) {
+        names = NULL;
+        goto error;
+    }
+    names = NULL;
+    if (tuple_put(t, 9, PyBool_FromLong(l->pids_truncated)) != 0)
+        goto error;
+    return t;
+
+error:
+    Py_XDECREF(pids);
+    Py_XDECREF(names);
+    Py_DECREF(t);
+    return NULL;
+}
+
+PyDoc_STRVAR(listeners_doc,
+"listeners(port, self_only=False) -> list of (family, host, port, uid, user,\n"
+"    inode, v6only, pids, names, pids_truncated)\n\n"
+"Every TCP listener on port (1-65535), both families, wildcard and specific\n"
+"addresses.  uid, user, inode and v6only are None where unknown; pids and\n"
+"names are tuples (names[i] None where unknown).  self_only: on Linux, look\n"
+"for holding processes only in this process (no walk of /proc).  Raises BindError with\n"
+"stage 'owner' when the lookup fails or is not supported on this OS.");
+
+static PyObject *py_listeners(PyObject *self, PyObject *args)
+{
+    long port;
+    int self_only = 0;
+    xb_listeners list = {NULL, 0, 0};
+    xb_error err = {XB_STAGE_NONE, 0, NULL};
+    PyObject *result;
+    size_t i;
+    int rc;
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "l|p:listeners", &port, &self_only))
+        return NULL;
+    if (port < 1 || port > 65535) {
+        PyErr_Format(PyExc_ValueError, "port %ld is out of range: give a number from 1 to 65535",
+                     port);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    rc = xb_owner_listeners((int)port, self_only ? XB_OWNER_SELF_ONLY : 0u, &list, &err);
+    Py_END_ALLOW_THREADS
+    if (rc != 0)
+        return raise_error(&err, NULL);
+    result = PyList_New(0);
+    for (i = 0; result != NULL && i < list.count; i++) {
+        PyObject *item = listener_to_tuple(&list.items[i]);
+        if (item == NULL || PyList_Append(result, item) != 0) {
+            Py_XDECREF(item);
+            Py_CLEAR(result);
+            break;
+        }
+        Py_DECREF(item);
+    }
+    xb_listeners_free(&list);
+    return result;
+}
+
+PyDoc_STRVAR(process_user_doc,
+"process_user(pid) -> (uid, user)\n\n"
+"The uid (None on Windows) and user name (None if unknown) of a process.\n"
+"Raises BindError with stage 'owner' if there is no such process or the OS\n"
+"refuses to say.");
+
+static PyObject *py_process_user(PyObject *self, PyObject *args)
+{
+    long pid;
+    long long uid = -1;
+    char user[XB_OWNER_USERLEN];
+    xb_error err = {XB_STAGE_NONE, 0, NULL};
+    PyObject *uid_obj, *user_obj, *result;
+    int rc;
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "l:process_user", &pid))
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    rc = xb_owner_process_user(pid, &uid, user, sizeof(user), &err);
+    Py_END_ALLOW_THREADS
+    if (rc != 0)
+        return raise_error(&err, NULL);
+    if (uid < 0) {
+        uid_obj = Py_None;
+        Py_INCREF(uid_obj);
+    } else {
+        uid_obj = PyLong_FromLongLong(uid);
+        if (uid_obj == NULL)
+            return NULL;
+    }
+    user_obj = none_or_text(user);
+    if (user_obj == NULL) {
+        Py_DECREF(uid_obj);
+        return NULL;
+    }
+    result = PyTuple_Pack(2, uid_obj, user_obj);
+    Py_DECREF(uid_obj);
+    Py_DECREF(user_obj);
+    return result;
+}
+
 static PyMethodDef native_methods[] = {
     {"parse_address", py_parse_address, METH_VARARGS, parse_address_doc},
     {"open_socket", py_open_socket, METH_VARARGS, open_socket_doc},
@@ -364,6 +546,8 @@ static PyMethodDef native_methods[] = {
     {"close", py_close, METH_VARARGS, close_doc},
     {"socket_options", py_socket_options, METH_VARARGS, socket_options_doc},
     {"strerror", py_strerror, METH_VARARGS, strerror_doc},
+    {"listeners", py_listeners, METH_VARARGS, listeners_doc},
+    {"process_user", py_process_user, METH_VARARGS, process_user_doc},
     {NULL, NULL, 0, NULL}
 };
 
@@ -402,6 +586,10 @@ PyMODINIT_FUNC PyInit__native(void)
                                    "posix"
 #endif
                                    ) != 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyModule_AddStringConstant(m, "OWNER_BACKEND", xb_owner_backend) != 0) {
         Py_DECREF(m);
         return NULL;
     }

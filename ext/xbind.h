@@ -142,6 +142,101 @@ int xb_socket_options(xb_sock s, xb_sockopts *out, xb_error *err);
 /* The last OS socket error (errno / WSAGetLastError()). */
 int xb_last_error(void);
 
+/* --- owner lookup -----------------------------------------------------
+ *
+ * Who listens on a TCP port: one implementation file per OS
+ * (owner_linux.c, owner_win32.c, owner_darwin.c, owner_none.c).
+ *
+ * xb_owner_listeners() returns every TCP socket in the LISTEN state whose
+ * local port is `port`, in both families, wildcard and specific addresses
+ * alike (choosing the ones that would receive a given connection is the
+ * caller's business: twisted_patch/owner.py).  Failures use XB_STAGE_OWNER
+ * with an errno / Win32 error code and a static detail naming the call.
+ *
+ * What can be known differs per OS (docs/owner.rst):
+ *   - Linux: NETLINK_SOCK_DIAG gives every listener with its uid and socket
+ *     inode, whoever owns it; pids come from /proc/PID/fd, which only shows
+ *     the processes we may inspect (all of them as root).
+ *   - Windows: GetExtendedTcpTable gives every listener with its pid; the
+ *     user comes from the process token (may be denied); no uid (-1).
+ *   - macOS: libproc walks the processes we may inspect; listeners of other
+ *     users' processes are invisible without root.
+ */
+
+#define XB_OWNER_MAXPIDS 16   /* processes reported per listener (more: pids_truncated) */
+#define XB_OWNER_NAMELEN 64   /* process name, UTF-8, NUL-terminated, truncated if longer */
+#define XB_OWNER_USERLEN 128  /* user name ("alice", "DOMAIN\\alice"), "" if unknown */
+
+typedef struct xb_listener {
+    int family;                      /* AF_INET or AF_INET6 */
+    char host[XB_ADDRSTRLEN];        /* numeric local address, no brackets ("::1", "0.0.0.0") */
+    int port;                        /* local port, host byte order */
+    long long uid;                   /* owning uid, -1 if unknown (always -1 on Windows) */
+    char user[XB_OWNER_USERLEN];     /* owning user name, "" if unknown */
+    unsigned long long inode;        /* Linux: socket inode; macOS: kernel socket id; Windows: 0 */
+    int v6only;                      /* IPV6_V6ONLY of an AF_INET6 listener: 1, 0, or -1 unknown;
+                                        -1 for AF_INET */
+    int npids;                       /* entries used in pids[] and names[] */
+    int pids_truncated;              /* 1 if more processes hold the socket than fit */
+    long pids[XB_OWNER_MAXPIDS];     /* processes holding the socket (may be 0 of them) */
+    char names[XB_OWNER_MAXPIDS][XB_OWNER_NAMELEN]; /* their names, "" if unknown */
+} xb_listener;
+
+/* A growable array of listeners; zero-initialise, release with xb_listeners_free(). */
+typedef struct xb_listeners {
+    xb_listener *items;
+    size_t count;
+    size_t cap;
+} xb_listeners;
+
+/* Which implementation was compiled in: "linux", "win32", "darwin" or "none". */
+extern const char xb_owner_backend[];
+
+/* Flags of xb_owner_listeners(). */
+#define XB_OWNER_SELF_ONLY 1u /* Linux: look for holding processes only in our own
+                                 process (no walk of other processes' /proc/PID/fd;
+                                 other listeners then have no pids).  Ignored where
+                                 the listeners themselves are found by walking the
+                                 processes (macOS) or come with their pid (Windows). */
+
+/*
+ * Every TCP listener on `port` (1..65535), both families.  *out must be
+ * zero-initialised (or freed) by the caller; on success it holds the
+ * listeners (count may be 0), on failure it is empty and freed.
+ * The "none" implementation always fails with code ENOSYS and the detail
+ * "owner lookup is not supported on this OS".
+ */
+int xb_owner_listeners(int port, unsigned flags, xb_listeners *out, xb_error *err);
+
+/* The uid (-1 if the OS has none) and user name of a process. */
+int xb_owner_process_user(long pid, long long *uid, char *user, size_t userlen, xb_error *err);
+
+/* Release the items of a list and reset it to empty.  NULL-safe, idempotent. */
+void xb_listeners_free(xb_listeners *list);
+
+/* Append a zeroed listener (family 0, uid -1, v6only -1) and return it, or
+ * NULL when memory runs out (the list is left as it was). */
+xb_listener *xb_listeners_add(xb_listeners *list);
+
+#ifdef __linux__
+/*
+ * The pure part of the Linux lookup, separate so that it can be fuzzed:
+ * parse one buffer of NETLINK_SOCK_DIAG replies (as received by one recv())
+ * to a dump request with sequence number `seq`, and append to *out every
+ * AF_INET/AF_INET6 TCP_LISTEN entry whose local port is `port` (entries for
+ * other ports or states are skipped: the kernel filter is trusted but
+ * checked; port < 0 keeps every port, for tests and fuzzing).  Fills family, host, port, uid, inode and v6only; nothing else.
+ *
+ * Returns 1 when the dump is complete (NLMSG_DONE seen), 0 when more
+ * buffers are to come, -1 on a malformed buffer (EBADMSG), a kernel error
+ * reply (its errno) or ENOMEM; on -1 the entries appended by this call may
+ * remain in *out (the caller frees the list).  Never reads outside
+ * buf[0..len).
+ */
+int xb_owner_parse_diag(const void *buf, size_t len, unsigned int seq, int port,
+                        xb_listeners *out, xb_error *err);
+#endif
+
 #ifdef __cplusplus
 }
 #endif

@@ -2,6 +2,7 @@
 
 
 PLATFORM_CORE: str
+OWNER_BACKEND: str
 
 class BindError(OSError):
     stage: str
@@ -16,3 +17,21 @@ def listen_tcp(host: str | None, port: int, backlog: int, family: int = ...) -> 
 def close(handle: int) -> None: ...
 def socket_options(handle: int) -> dict[str, int]: ...
 def strerror(code: int) -> str: ...
+def listeners(
+    port: int,
+    self_only: bool = ...,
+) -> list[
+    tuple[
+        int,
+        str,
+        int,
+        int | None,
+        str | None,
+        int | None,
+        bool | None,
+        tuple[int, ...],
+        tuple[str | None, ...],
+        bool,
+    ]
+]: ...
+def process_user(pid: int) -> tuple[int | None, str | None]: ...

@@ -20,30 +20,39 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
         "attack a plain Twisted listener and an xtcp listener from another process; "
         "print the table",
     ),
+    ("who", "twisted_patch._cli_who", "who listens on HOST:PORT: address, uid, user, pids, names"),
+    (
+        "verify",
+        "twisted_patch._cli_verify",
+        "exit 0 iff HOST:PORT is owned by the expected uid/pid",
+    ),
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``command``, only that subcommand's module is imported."""
     parser = argparse.ArgumentParser(
         prog="twisted-patch",
         description="Exclusive TCP listening ports for Twisted: check, attack and inspect them.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name, help_text in SUBCOMMANDS:
-        module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(p)
-        p.set_defaults(_module=module)
+        p.set_defaults(_module_name=module_name)
+        if command is None or command == name:
+            importlib.import_module(module_name).add_arguments(p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    names = {name for name, _, _ in SUBCOMMANDS}
+    parser = build_parser(next((w for w in words if w in names), None))
+    args = parser.parse_args(words)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    result: int = args._module.run(args)
+    result: int = importlib.import_module(args._module_name).run(args)
     return result
 
 

@@ -28,6 +28,9 @@ _IN_USE = {errno.EADDRINUSE, WSAEADDRINUSE}
 _DENIED = {errno.EACCES, errno.EPERM, WSAEACCES}
 _NOT_HERE = {errno.EADDRNOTAVAIL, WSAEADDRNOTAVAIL}
 _NO_FAMILY = {errno.EAFNOSUPPORT, WSAEAFNOSUPPORT}
+# Bind errors that mean "another socket holds it" (port.py then looks up the holder):
+# on Windows a socket with SO_EXCLUSIVEADDRUSE makes later binds fail with WSAEACCES.
+HELD = frozenset(_IN_USE | ({WSAEACCES} if _WINDOWS else set()))
 
 
 class ExclusiveListenError(OSError):
@@ -71,8 +74,9 @@ def describe(err: OSError, stage: str, address: str, holder: str | None = None) 
         )
     if stage == "bind" and code in _DENIED:
         if _WINDOWS:
+            who = f" ({holder})" if holder else ""
             return (
-                f"binding {address} was refused ({os_text}): another socket holds the port "
+                f"binding {address} was refused ({os_text}): another socket{who} holds the port "
                 f"exclusively, or the port is in a range Windows reserves "
                 f"(netsh interface ipv4 show excludedportrange protocol=tcp)."
             )

@@ -18,7 +18,8 @@ from twisted.internet.interfaces import IProtocolFactory
 from twisted.logger import Logger
 
 from twisted_patch import _native
-from twisted_patch.errors import cannot_listen, format_address
+from twisted_patch.errors import HELD, cannot_listen, format_address
+from twisted_patch.owner import describe_holder, ensure_exclusive
 
 log = Logger()
 
@@ -34,7 +35,10 @@ def open_listening_socket(interface: str, port: int, backlog: int, family: int) 
     except ValueError as e:
         raise CannotListenError(interface, port, e) from None
     except _native.BindError as e:
-        raise cannot_listen(interface, port, e, e.stage) from None
+        holder = None
+        if e.stage in ("bind", "listen") and e.errno in HELD:
+            holder = describe_holder(interface, port, family)
+        raise cannot_listen(interface, port, e, e.stage, holder) from None
     try:
         skt = socket.socket(family, socket.SOCK_STREAM, 0, fileno=handle)
     except BaseException:
@@ -67,6 +71,11 @@ class ExclusivePort(tcp.Port):
             skt = open_listening_socket(
                 self.interface, int(self.port or 0), self.backlog, self.addressFamily
             )
+            try:
+                ensure_exclusive(skt, self.interface)  # no other process may share the port
+            except BaseException:
+                skt.close()
+                raise
             self._preexistingSocket = skt
             try:
                 super().startListening()

@@ -1,0 +1,553 @@
+/*
+ * owner_linux.c -- who listens on a TCP port, on Linux.
+ *
+ * 1. One NETLINK_SOCK_DIAG dump request per family (AF_INET, AF_INET6),
+ *    restricted in the kernel to TCP_LISTEN sockets (idiag_states) whose
+ *    local port is the one asked for (INET_DIAG_REQ_BYTECODE with
+ *    INET_DIAG_BC_S_GE / INET_DIAG_BC_S_LE, as iproute2's ss builds it).
+ *    The kernel answers with the uid and socket inode of each listener,
+ *    whoever owns it.  /proc/net/tcp is never read.
+ * 2. inode -> processes: the links /proc/PID/fd/N -> "socket:[INODE]", our
+ *    own process first, then every other process we are allowed to inspect
+ *    (other users' processes are unreadable unless we are root: their
+ *    listeners are then reported with the uid alone).
+ * 3. Process names from /proc/PID/comm, user names from getpwuid_r().
+ *
+ * The reply parser xb_owner_parse_diag() is a pure function over a byte
+ * buffer (see xbind.h) so that it can be fuzzed on its own.
+ */
+#ifndef _GNU_SOURCE
+#  define _GNU_SOURCE 1 /* SOCK_CLOEXEC, O_CLOEXEC, readlinkat, getpwuid_r */
+#endif
+#include "xbind.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+const char xb_owner_backend[] = "linux";
+
+/* include/net/tcp_states.h (not part of the UAPI headers). */
+#define XB_TCP_LISTEN 10
+
+/* The receive buffer: the kernel never sends a datagram larger than this
+ * for a dump (it sizes them to min(PAGE_SIZE, 8192) or the reader's buffer
+ * up to 32 KiB); MSG_TRUNC is checked anyway. */
+#define XB_DIAG_BUFSIZE 65536
+
+static int fail(xb_error *err, int code, const char *detail)
+{
+    if (err) {
+        err->stage = XB_STAGE_OWNER;
+        err->code = code;
+        err->detail = detail;
+    }
+    return -1;
+}
+
+/* --- the pure reply parser ---------------------------------------------- */
+
+static int parse_attributes(const unsigned char *p, size_t len, xb_listener *item)
+{
+    size_t off = 0;
+
+    while (len - off >= NLA_HDRLEN) {
+        struct nlattr a;
+        size_t step;
+
+        memcpy(&a, p + off, sizeof(a));
+        if (a.nla_len < NLA_HDRLEN || a.nla_len > len - off)
+            return -1;
+        if ((a.nla_type & NLA_TYPE_MASK) == INET_DIAG_SKV6ONLY && a.nla_len >= NLA_HDRLEN + 1)
+            item->v6only = p[off + NLA_HDRLEN] ? 1 : 0;
+        step = ((size_t)a.nla_len + NLA_ALIGNTO - 1) & ~(size_t)(NLA_ALIGNTO - 1);
+        if (step > len - off)
+            step = len - off; /* the last attribute may lack its padding */
+        off += step;
+    }
+    return off == len ? 0 : -1;
+}
+
+int xb_owner_parse_diag(const void *buf, size_t len, unsigned int seq, int port,
+                        xb_listeners *out, xb_error *err)
+{
+    const unsigned char *p = (const unsigned char *)buf;
+    size_t off = 0;
+
+    if (out == NULL || (buf == NULL && len != 0))
+        return fail(err, EINVAL, "xb_owner_parse_diag");
+
+    while (len - off >= NLMSG_HDRLEN) {
+        struct nlmsghdr h;
+        size_t step;
+
+        memcpy(&h, p + off, sizeof(h));
+        if (h.nlmsg_len < NLMSG_HDRLEN || h.nlmsg_len > len - off)
+            return fail(err, EBADMSG, "sock_diag reply: bad netlink message length");
+        if (h.nlmsg_seq != seq)
+            return fail(err, EBADMSG, "sock_diag reply: unexpected sequence number");
+        if (h.nlmsg_type == NLMSG_DONE)
+            return 1;
+        if (h.nlmsg_type == NLMSG_ERROR) {
+            struct nlmsgerr e;
+            if (h.nlmsg_len < NLMSG_HDRLEN + sizeof(e))
+                return fail(err, EBADMSG, "sock_diag reply: short error message");
+            memcpy(&e, p + off + NLMSG_HDRLEN, sizeof(e));
+            if (e.error < 0 && e.error > -4096)
+                return fail(err, -e.error, "NETLINK_SOCK_DIAG request");
+            if (e.error != 0)
+                return fail(err, EBADMSG, "sock_diag reply: bad error code");
+            /* error 0 is an acknowledgement: nothing to do */
+        } else if (h.nlmsg_flags & NLM_F_DUMP_INTR) {
+            return fail(err, EAGAIN, "sock_diag dump interrupted (sockets changed during it)");
+        } else if (h.nlmsg_type == SOCK_DIAG_BY_FAMILY) {
+            struct inet_diag_msg m;
+            size_t payload = h.nlmsg_len - NLMSG_HDRLEN;
+            size_t head = NLMSG_ALIGN(sizeof(m));
+            xb_listener *item;
+            int sport;
+
+            if (payload < sizeof(m))
+                return fail(err, EBADMSG, "sock_diag reply: short inet_diag_msg");
+            memcpy(&m, p + off + NLMSG_HDRLEN, sizeof(m));
+            sport = ntohs(m.id.idiag_sport);
+            if ((m.idiag_family == AF_INET || m.idiag_family == AF_INET6) &&
+                m.idiag_state == XB_TCP_LISTEN && (port < 0 || sport == port)) {
+                item = xb_listeners_add(out);
+                if (item == NULL)
+                    return fail(err, ENOMEM, "listener list");
+                item->family = m.idiag_family;
+                item->port = sport;
+                item->uid = (long long)m.idiag_uid;
+                item->inode = (unsigned long long)m.idiag_inode;
+                if (inet_ntop(m.idiag_family, m.id.idiag_src, item->host,
+                              (socklen_t)sizeof(item->host)) == NULL) {
+                    out->count--;
+                    return fail(err, errno, "inet_ntop");
+                }
+                if (m.idiag_family == AF_INET)
+                    item->v6only = -1;
+                if (payload > head &&
+                    parse_attributes(p + off + NLMSG_HDRLEN + head, payload - head, item) != 0) {
+                    out->count--;
+                    return fail(err, EBADMSG, "sock_diag reply: bad attribute");
+                }
+            }
+        }
+        /* other message types (NLMSG_NOOP, ...) are skipped */
+        step = ((size_t)h.nlmsg_len + NLMSG_ALIGNTO - 1) & ~(size_t)(NLMSG_ALIGNTO - 1);
+        if (step > len - off)
+            step = len - off;
+        off += step;
+    }
+    if (off != len)
+        return fail(err, EBADMSG, "sock_diag reply: trailing bytes");
+    return 0;
+}
+
+/* --- the netlink request ------------------------------------------------ */
+
+static int diag_dump(int family, int port, unsigned int seq, unsigned char *buf,
+                     xb_listeners *out, xb_error *err)
+{
+    /* nlmsghdr | inet_diag_req_v2 | nlattr | 4 bytecode ops */
+    unsigned char req[NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(struct inet_diag_req_v2)) + NLA_HDRLEN +
+                      4 * sizeof(struct inet_diag_bc_op)];
+    struct nlmsghdr h;
+    struct inet_diag_req_v2 r;
+    struct nlattr a;
+    struct inet_diag_bc_op bc[4];
+    struct sockaddr_nl kernel;
+    int fd, rc = -1, done = 0;
+
+    memset(req, 0, sizeof(req));
+    memset(&h, 0, sizeof(h));
+    h.nlmsg_len = (unsigned int)sizeof(req);
+    h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    h.nlmsg_seq = seq;
+    memset(&r, 0, sizeof(r));
+    r.sdiag_family = (unsigned char)family;
+    r.sdiag_protocol = IPPROTO_TCP;
+    r.idiag_states = 1u << XB_TCP_LISTEN;
+    memset(&a, 0, sizeof(a));
+    a.nla_len = (unsigned short)(NLA_HDRLEN + sizeof(bc));
+    a.nla_type = INET_DIAG_REQ_BYTECODE;
+    /* sport >= port AND sport <= port.  Each comparison is an op followed by
+     * an op whose `no` holds the port; `no` of a comparison jumps to "reject"
+     * (one op past the end), `yes` goes on to the next comparison. */
+    bc[0].code = INET_DIAG_BC_S_GE;
+    bc[0].yes = (unsigned char)(2 * sizeof(struct inet_diag_bc_op));
+    bc[0].no = (unsigned short)(4 * sizeof(struct inet_diag_bc_op) + 4);
+    bc[1].code = INET_DIAG_BC_NOP;
+    bc[1].yes = 0;
+    bc[1].no = (unsigned short)port;
+    bc[2].code = INET_DIAG_BC_S_LE;
+    bc[2].yes = (unsigned char)(2 * sizeof(struct inet_diag_bc_op));
+    bc[2].no = (unsigned short)(2 * sizeof(struct inet_diag_bc_op) + 4);
+    bc[3].code = INET_DIAG_BC_NOP;
+    bc[3].yes = 0;
+    bc[3].no = (unsigned short)port;
+    memcpy(req, &h, sizeof(h));
+    memcpy(req + NLMSG_HDRLEN, &r, sizeof(r));
+    memcpy(req + NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(r)), &a, sizeof(a));
+    memcpy(req + NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(r)) + NLA_HDRLEN, bc, sizeof(bc));
+
+    fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (fd < 0)
+        return fail(err, errno, "socket(AF_NETLINK, NETLINK_SOCK_DIAG)");
+
+    memset(&kernel, 0, sizeof(kernel));
+    kernel.nl_family = AF_NETLINK;
+    for (;;) {
+        ssize_t n = sendto(fd, req, sizeof(req), 0, (struct sockaddr *)&kernel,
+                           (socklen_t)sizeof(kernel));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            fail(err, errno, "sendto(NETLINK_SOCK_DIAG)");
+            goto out;
+        }
+        if ((size_t)n != sizeof(req)) {
+            fail(err, EIO, "sendto(NETLINK_SOCK_DIAG): short write");
+            goto out;
+        }
+        break;
+    }
+
+    while (!done) {
+        struct sockaddr_nl from;
+        struct iovec iov;
+        struct msghdr mh;
+        ssize_t n;
+        int prc;
+
+        memset(&from, 0, sizeof(from));
+        memset(&mh, 0, sizeof(mh));
+        iov.iov_base = buf;
+        iov.iov_len = XB_DIAG_BUFSIZE;
+        mh.msg_name = &from;
+        mh.msg_namelen = (socklen_t)sizeof(from);
+        mh.msg_iov = &iov;
+        mh.msg_iovlen = 1;
+        n = recvmsg(fd, &mh, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            fail(err, errno, "recvmsg(NETLINK_SOCK_DIAG)");
+            goto out;
+        }
+        if (n == 0) {
+            fail(err, EBADMSG, "recvmsg(NETLINK_SOCK_DIAG): end of stream before NLMSG_DONE");
+            goto out;
+        }
+        if (mh.msg_flags & MSG_TRUNC) {
+            fail(err, EMSGSIZE, "recvmsg(NETLINK_SOCK_DIAG): reply truncated");
+            goto out;
+        }
+        if (mh.msg_namelen < sizeof(from) || from.nl_family != AF_NETLINK || from.nl_pid != 0)
+            continue; /* not from the kernel */
+        prc = xb_owner_parse_diag(buf, (size_t)n, seq, port, out, err);
+        if (prc < 0)
+            goto out;
+        done = prc;
+    }
+    rc = 0;
+
+out:
+    if (close(fd) != 0 && rc == 0)
+        rc = fail(err, errno, "close(NETLINK_SOCK_DIAG)");
+    return rc;
+}
+
+/* --- inode -> processes ------------------------------------------------- */
+
+/* errno values meaning "this process (or fd) is gone or not ours to see". */
+static int skippable(int e)
+{
+    return e == ENOENT || e == ESRCH || e == EACCES || e == EPERM || e == ENOTDIR;
+}
+
+/* Read /proc/PID/comm into name (NUL-terminated, newline stripped); "" if unreadable. */
+static void read_comm(long pid, char *name, size_t len)
+{
+    char path[64];
+    int fd;
+    ssize_t n;
+
+    name[0] = '\0';
+    if (snprintf(path, sizeof(path), "/proc/%ld/comm", pid) >= (int)sizeof(path))
+        return;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return; /* gone or hidden: the name stays unknown */
+    do {
+        n = read(fd, name, len - 1);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        n = 0;
+    name[n] = '\0';
+    while (n > 0 && (name[n - 1] == '\n' || name[n - 1] == '\0'))
+        name[--n] = '\0';
+    (void)close(fd); /* read-only: nothing can be lost */
+}
+
+static int parse_socket_link(const char *link, unsigned long long *inode)
+{
+    static const char prefix[] = "socket:[";
+    const char *p;
+    unsigned long long v = 0;
+
+    if (strncmp(link, prefix, sizeof(prefix) - 1) != 0)
+        return 0;
+    p = link + sizeof(prefix) - 1;
+    if (!isdigit((unsigned char)*p))
+        return 0;
+    while (isdigit((unsigned char)*p)) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (ULLONG_MAX - d) / 10)
+            return 0;
+        v = v * 10 + d;
+        p++;
+    }
+    if (p[0] != ']' || p[1] != '\0')
+        return 0;
+    *inode = v;
+    return 1;
+}
+
+/* Match the socket fds of one process against the listeners. */
+static int scan_process(long pid, const char *fddir, xb_listeners *list, xb_error *err)
+{
+    DIR *d;
+    struct dirent *e;
+    char name[XB_OWNER_NAMELEN];
+    int have_name = 0, rc = 0;
+
+    d = opendir(fddir);
+    if (d == NULL)
+        return skippable(errno) ? 0 : fail(err, errno, "opendir(/proc/PID/fd)");
+    for (;;) {
+        char link[64];
+        ssize_t n;
+        unsigned long long inode;
+        size_t i;
+
+        errno = 0;
+        e = readdir(d);
+        if (e == NULL) {
+            if (errno != 0 && !skippable(errno))
+                rc = fail(err, errno, "readdir(/proc/PID/fd)");
+            break;
+        }
+        if (e->d_name[0] == '.')
+            continue;
+        n = readlinkat(dirfd(d), e->d_name, link, sizeof(link) - 1);
+        if (n < 0) {
+            if (skippable(errno))
+                continue; /* closed meanwhile */
+            rc = fail(err, errno, "readlink(/proc/PID/fd/N)");
+            break;
+        }
+        link[n] = '\0';
+        if (!parse_socket_link(link, &inode))
+            continue;
+        for (i = 0; i < list->count; i++) {
+            xb_listener *item = &list->items[i];
+            int k, seen = 0;
+            if (item->inode != inode || inode == 0)
+                continue;
+            for (k = 0; k < item->npids; k++)
+                if (item->pids[k] == pid)
+                    seen = 1;
+            if (seen)
+                continue; /* the same socket on two fds of one process */
+            if (item->npids >= XB_OWNER_MAXPIDS) {
+                item->pids_truncated = 1;
+                continue;
+            }
+            if (!have_name) {
+                read_comm(pid, name, sizeof(name));
+                have_name = 1;
+            }
+            item->pids[item->npids] = pid;
+            memcpy(item->names[item->npids], name, sizeof(name));
+            item->npids++;
+        }
+    }
+    if (closedir(d) != 0 && rc == 0)
+        rc = fail(err, errno, "closedir(/proc/PID/fd)");
+    return rc;
+}
+
+static int find_processes(xb_listeners *list, int self_only, xb_error *err)
+{
+    DIR *d;
+    struct dirent *e;
+    long self = (long)getpid();
+    char path[64];
+    int rc = 0;
+
+    /* Our own process first: the common question is "is it us?". */
+    if (snprintf(path, sizeof(path), "/proc/%ld/fd", self) >= (int)sizeof(path))
+        return fail(err, ENAMETOOLONG, "/proc/PID/fd");
+    if (scan_process(self, path, list, err) != 0)
+        return -1;
+    if (self_only)
+        return 0;
+
+    d = opendir("/proc");
+    if (d == NULL) {
+        if (errno == ENOENT || errno == EACCES)
+            return 0; /* no /proc mounted: uids and inodes only */
+        return fail(err, errno, "opendir(/proc)");
+    }
+    for (;;) {
+        char *end;
+        long pid;
+
+        errno = 0;
+        e = readdir(d);
+        if (e == NULL) {
+            if (errno != 0)
+                rc = fail(err, errno, "readdir(/proc)");
+            break;
+        }
+        if (!isdigit((unsigned char)e->d_name[0]))
+            continue;
+        errno = 0;
+        pid = strtol(e->d_name, &end, 10);
+        if (errno != 0 || *end != '\0' || pid <= 0 || pid == self)
+            continue;
+        if (snprintf(path, sizeof(path), "/proc/%ld/fd", pid) >= (int)sizeof(path))
+            continue;
+        if (scan_process(pid, path, list, err) != 0) {
+            rc = -1;
+            break;
+        }
+    }
+    if (closedir(d) != 0 && rc == 0)
+        rc = fail(err, errno, "closedir(/proc)");
+    return rc;
+}
+
+/* --- uid -> user name --------------------------------------------------- */
+
+static int user_name(long long uid, char *user, size_t len, xb_error *err)
+{
+    struct passwd pw, *result = NULL;
+    long hint = sysconf(_SC_GETPW_R_SIZE_MAX);
+    size_t size = hint > 0 ? (size_t)hint : 4096;
+    char *buf = NULL;
+    int rc;
+
+    user[0] = '\0';
+    if (uid < 0 || (unsigned long long)uid > (unsigned long long)(uid_t)-1)
+        return 0;
+    for (;;) {
+        char *bigger = (char *)realloc(buf, size);
+        if (bigger == NULL) {
+            free(buf);
+            return fail(err, ENOMEM, "getpwuid_r buffer");
+        }
+        buf = bigger;
+        rc = getpwuid_r((uid_t)uid, &pw, buf, size, &result);
+        if (rc == ERANGE && size < (1u << 20)) {
+            size *= 2;
+            continue;
+        }
+        break;
+    }
+    if (rc == ENOMEM) {
+        free(buf);
+        return fail(err, ENOMEM, "getpwuid_r");
+    }
+    /* Any other failure, or no such user: the name is unknown, the uid stays. */
+    if (rc == 0 && result != NULL && result->pw_name != NULL) {
+        size_t n = strlen(result->pw_name);
+        if (n >= len)
+            n = len - 1;
+        memcpy(user, result->pw_name, n);
+        user[n] = '\0';
+    }
+    free(buf);
+    return 0;
+}
+
+static int fill_users(xb_listeners *list, xb_error *err)
+{
+    size_t i, j;
+
+    for (i = 0; i < list->count; i++) {
+        xb_listener *item = &list->items[i];
+        for (j = 0; j < i; j++) {
+            if (list->items[j].uid == item->uid) {
+                memcpy(item->user, list->items[j].user, sizeof(item->user));
+                break;
+            }
+        }
+        if (j == i && user_name(item->uid, item->user, sizeof(item->user), err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* --- the public functions ----------------------------------------------- */
+
+int xb_owner_listeners(int port, unsigned flags, xb_listeners *out, xb_error *err)
+{
+    unsigned char *buf;
+    int rc;
+
+    if (out == NULL)
+        return fail(err, EINVAL, "no output list");
+    xb_listeners_free(out);
+    if (port < 1 || port > 65535)
+        return fail(err, EINVAL, "port out of range 1-65535");
+    buf = (unsigned char *)malloc(XB_DIAG_BUFSIZE);
+    if (buf == NULL)
+        return fail(err, ENOMEM, "sock_diag buffer");
+    rc = diag_dump(AF_INET, port, 0x74700004u, buf, out, err);
+    if (rc == 0)
+        rc = diag_dump(AF_INET6, port, 0x74700006u, buf, out, err);
+    free(buf);
+    if (rc == 0 && out->count > 0)
+        rc = find_processes(out, (flags & XB_OWNER_SELF_ONLY) != 0, err);
+    if (rc == 0)
+        rc = fill_users(out, err);
+    if (rc != 0)
+        xb_listeners_free(out);
+    return rc;
+}
+
+int xb_owner_process_user(long pid, long long *uid, char *user, size_t userlen, xb_error *err)
+{
+    char path[64];
+    struct stat st;
+
+    if (uid == NULL || user == NULL || userlen == 0)
+        return fail(err, EINVAL, "xb_owner_process_user");
+    *uid = -1;
+    user[0] = '\0';
+    if (pid <= 0)
+        return fail(err, ESRCH, "no such process");
+    if (snprintf(path, sizeof(path), "/proc/%ld", pid) >= (int)sizeof(path))
+        return fail(err, ENAMETOOLONG, "/proc/PID");
+    if (stat(path, &st) != 0)
+        return fail(err, errno == ENOENT ? ESRCH : errno, "stat(/proc/PID)");
+    *uid = (long long)st.st_uid;
+    return user_name(*uid, user, userlen, err);
+}

@@ -1,0 +1,43 @@
+/*
+ * owner_none.c -- owner lookup on an OS without an implementation.
+ *
+ * The exclusive-bind core works on every POSIX system; telling who holds a
+ * port needs an OS-specific interface, written so far for Linux
+ * (owner_linux.c), Windows (owner_win32.c) and macOS (owner_darwin.c).
+ * Everywhere else both functions fail with ENOSYS and a sentence saying so.
+ */
+#include "xbind.h"
+
+#include <errno.h>
+
+const char xb_owner_backend[] = "none";
+
+static const char unsupported[] = "owner lookup is not supported on this OS";
+
+static int fail(xb_error *err)
+{
+    if (err) {
+        err->stage = XB_STAGE_OWNER;
+        err->code = ENOSYS;
+        err->detail = unsupported;
+    }
+    return -1;
+}
+
+int xb_owner_listeners(int port, unsigned flags, xb_listeners *out, xb_error *err)
+{
+    (void)port;
+    (void)flags;
+    xb_listeners_free(out);
+    return fail(err);
+}
+
+int xb_owner_process_user(long pid, long long *uid, char *user, size_t userlen, xb_error *err)
+{
+    (void)pid;
+    if (uid)
+        *uid = -1;
+    if (user && userlen)
+        user[0] = '\0';
+    return fail(err);
+}

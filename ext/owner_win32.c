@@ -1,0 +1,258 @@
+/*
+ * owner_win32.c -- who listens on a TCP port, on Windows.
+ *
+ * GetExtendedTcpTable(TCP_TABLE_OWNER_PID_LISTENER) for AF_INET and
+ * AF_INET6 lists every listening TCP socket with the pid that owns it (ports
+ * are in network byte order).  For each pid: the image name from
+ * OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION) + QueryFullProcessImageNameW
+ * and the user from the process token (OpenProcessToken, TokenUser,
+ * LookupAccountSidW) as "DOMAIN\user".  Opening another user's process or
+ * its token may be refused (elevated or service processes): the name or the
+ * user is then "" and the pid alone is reported.  Windows has no uid: -1.
+ *
+ * Error codes are Win32 error codes (GetLastError() / the return value of
+ * GetExtendedTcpTable); xb_strerror() formats them.
+ */
+#include "xbind.h"
+
+#include <windows.h>
+#include <iphlpapi.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <wchar.h>
+
+const char xb_owner_backend[] = "win32";
+
+static int fail(xb_error *err, DWORD code, const char *detail)
+{
+    if (err) {
+        err->stage = XB_STAGE_OWNER;
+        err->code = (int)code;
+        err->detail = detail;
+    }
+    return -1;
+}
+
+/* UTF-16 to UTF-8 into out (always NUL-terminated, truncated on a character boundary). */
+static void to_utf8(const wchar_t *w, int wlen, char *out, size_t len)
+{
+    int n;
+
+    out[0] = '\0';
+    if (len < 2 || len > INT_MAX)
+        return;
+    while (wlen > 0) {
+        n = WideCharToMultiByte(CP_UTF8, 0, w, wlen, out, (int)len - 1, NULL, NULL);
+        if (n > 0) {
+            out[n] = '\0';
+            return;
+        }
+        if (GetLastError() != ERROR_INSUFFICIENT_BUFFER)
+            return;
+        wlen--; /* too long for the buffer: drop characters from the end */
+        if (wlen > 0 && w[wlen - 1] >= 0xD800 && w[wlen - 1] <= 0xDBFF)
+            wlen--; /* never split a surrogate pair */
+    }
+}
+
+/* The table of one family, allocated; *out NULL if the family is not installed. */
+static int get_table(ULONG family, void **out, xb_error *err)
+{
+    DWORD size = 0, rc;
+    void *buf = NULL;
+    int tries;
+
+    *out = NULL;
+    for (tries = 0; tries < 16; tries++) {
+        rc = GetExtendedTcpTable(buf, &size, FALSE, family, TCP_TABLE_OWNER_PID_LISTENER, 0);
+        if (rc == NO_ERROR && buf != NULL) {
+            *out = buf;
+            return 0;
+        }
+        free(buf);
+        buf = NULL;
+        if (rc == ERROR_NOT_SUPPORTED && family == AF_INET6)
+            return 0; /* no IPv6 stack: no IPv6 listeners */
+        if (rc != ERROR_INSUFFICIENT_BUFFER && rc != NO_ERROR)
+            return fail(err, rc, "GetExtendedTcpTable");
+        if (size < sizeof(DWORD))
+            size = sizeof(DWORD);
+        size += 64 * (DWORD)sizeof(MIB_TCP6ROW_OWNER_PID); /* room for sockets opened meanwhile */
+        buf = malloc(size);
+        if (buf == NULL)
+            return fail(err, ERROR_NOT_ENOUGH_MEMORY, "GetExtendedTcpTable buffer");
+    }
+    free(buf);
+    return fail(err, ERROR_INSUFFICIENT_BUFFER, "GetExtendedTcpTable (table keeps growing)");
+}
+
+/* Image base name and user of a process; "" where Windows refuses to say.
+ * Fails only when memory runs out. */
+static int describe_process(DWORD pid, char *name, size_t namelen, char *user, size_t userlen,
+                            xb_error *err)
+{
+    HANDLE proc, token = NULL;
+    wchar_t image[MAX_PATH + 1];
+    DWORD imagelen = MAX_PATH;
+    DWORD toklen = 0;
+    TOKEN_USER *tu = NULL;
+    wchar_t account[256], domain[256], both[520];
+    DWORD alen = 256, dlen = 256;
+    SID_NAME_USE use;
+    int rc = 0;
+
+    name[0] = '\0';
+    user[0] = '\0';
+    if (pid == 0) {
+        static const wchar_t idle[] = L"System Idle Process";
+        to_utf8(idle, (int)wcslen(idle), name, namelen);
+        return 0;
+    }
+    proc = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, pid);
+    if (proc == NULL)
+        return 0; /* access denied or gone: pid alone */
+    if (QueryFullProcessImageNameW(proc, 0, image, &imagelen) && imagelen > 0) {
+        const wchar_t *base = image, *p;
+        image[imagelen] = L'\0';
+        for (p = image; *p; p++)
+            if (*p == L'\\' || *p == L'/')
+                base = p + 1;
+        to_utf8(base, (int)wcslen(base), name, namelen);
+    }
+    if (!OpenProcessToken(proc, TOKEN_QUERY, &token)) {
+        token = NULL;
+        goto done;
+    }
+    if (GetTokenInformation(token, TokenUser, NULL, 0, &toklen) ||
+        GetLastError() != ERROR_INSUFFICIENT_BUFFER || toklen == 0)
+        goto done;
+    tu = (TOKEN_USER *)malloc(toklen);
+    if (tu == NULL) {
+        rc = fail(err, ERROR_NOT_ENOUGH_MEMORY, "GetTokenInformation buffer");
+        goto done;
+    }
+    if (!GetTokenInformation(token, TokenUser, tu, toklen, &toklen))
+        goto done;
+    if (!LookupAccountSidW(NULL, tu->User.Sid, account, &alen, domain, &dlen, &use))
+        goto done;
+    account[255] = L'\0';
+    domain[255] = L'\0';
+    if (domain[0] != L'\0') {
+        size_t d = wcslen(domain), a = wcslen(account);
+        memcpy(both, domain, d * sizeof(wchar_t));
+        both[d] = L'\\';
+        memcpy(both + d + 1, account, a * sizeof(wchar_t));
+        both[d + 1 + a] = L'\0';
+        to_utf8(both, (int)(d + 1 + a), user, userlen);
+    } else {
+        to_utf8(account, (int)wcslen(account), user, userlen);
+    }
+
+done:
+    free(tu);
+    if (token != NULL)
+        (void)CloseHandle(token);
+    (void)CloseHandle(proc);
+    return rc;
+}
+
+static int add_row(xb_listeners *out, int family, const void *addr, DWORD port_field, DWORD pid,
+                   xb_error *err)
+{
+    xb_listener *item = xb_listeners_add(out);
+
+    if (item == NULL)
+        return fail(err, ERROR_NOT_ENOUGH_MEMORY, "listener list");
+    item->family = family;
+    item->port = ntohs((u_short)(port_field & 0xFFFF));
+    if (inet_ntop(family, addr, item->host, sizeof(item->host)) == NULL) {
+        out->count--;
+        return fail(err, (DWORD)WSAGetLastError(), "inet_ntop");
+    }
+    /* item->v6only stays -1: the table does not report IPV6_V6ONLY */
+    item->npids = 1;
+    item->pids[0] = (long)pid;
+    return 0;
+}
+
+int xb_owner_listeners(int port, unsigned flags, xb_listeners *out, xb_error *err)
+{
+    MIB_TCPTABLE_OWNER_PID *t4 = NULL;
+    MIB_TCP6TABLE_OWNER_PID *t6 = NULL;
+    void *raw = NULL;
+    DWORD i;
+    size_t k, j;
+    int rc = -1;
+
+    (void)flags; /* XB_OWNER_SELF_ONLY: nothing to skip here */
+    if (out == NULL)
+        return fail(err, ERROR_INVALID_PARAMETER, "no output list");
+    xb_listeners_free(out);
+    if (port < 1 || port > 65535)
+        return fail(err, ERROR_INVALID_PARAMETER, "port out of range 1-65535");
+
+    if (get_table(AF_INET, &raw, err) != 0)
+        goto out;
+    t4 = (MIB_TCPTABLE_OWNER_PID *)raw;
+    if (get_table(AF_INET6, &raw, err) != 0)
+        goto out;
+    t6 = (MIB_TCP6TABLE_OWNER_PID *)raw;
+
+    for (i = 0; t4 != NULL && i < t4->dwNumEntries; i++) {
+        const MIB_TCPROW_OWNER_PID *r = &t4->table[i];
+        if (r->dwState != MIB_TCP_STATE_LISTEN || ntohs((u_short)(r->dwLocalPort & 0xFFFF)) != port)
+            continue;
+        if (add_row(out, AF_INET, &r->dwLocalAddr, r->dwLocalPort, r->dwOwningPid, err) != 0)
+            goto out;
+    }
+    for (i = 0; t6 != NULL && i < t6->dwNumEntries; i++) {
+        const MIB_TCP6ROW_OWNER_PID *r = &t6->table[i];
+        if (r->dwState != MIB_TCP_STATE_LISTEN || ntohs((u_short)(r->dwLocalPort & 0xFFFF)) != port)
+            continue;
+        if (add_row(out, AF_INET6, r->ucLocalAddr, r->dwLocalPort, r->dwOwningPid, err) != 0)
+            goto out;
+    }
+
+    /* Names and users, once per pid. */
+    for (k = 0; k < out->count; k++) {
+        xb_listener *item = &out->items[k];
+        for (j = 0; j < k; j++) {
+            if (out->items[j].pids[0] == item->pids[0]) {
+                memcpy(item->names[0], out->items[j].names[0], sizeof(item->names[0]));
+                memcpy(item->user, out->items[j].user, sizeof(item->user));
+                break;
+            }
+        }
+        if (j == k && describe_process((DWORD)item->pids[0], item->names[0], sizeof(item->names[0]),
+                                       item->user, sizeof(item->user), err) != 0)
+            goto out;
+    }
+    rc = 0;
+
+out:
+    free(t4);
+    free(t6);
+    if (rc != 0)
+        xb_listeners_free(out);
+    return rc;
+}
+
+int xb_owner_process_user(long pid, long long *uid, char *user, size_t userlen, xb_error *err)
+{
+    char name[XB_OWNER_NAMELEN];
+    HANDLE proc;
+
+    if (uid == NULL || user == NULL || userlen == 0)
+        return fail(err, ERROR_INVALID_PARAMETER, "xb_owner_process_user");
+    *uid = -1;
+    user[0] = '\0';
+    if (pid < 0) /* long is 32 bits on Windows: every DWORD pid in use fits */
+        return fail(err, ERROR_INVALID_PARAMETER, "no such process");
+    /* Tell "no such process" from "not allowed to look". */
+    proc = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, (DWORD)pid);
+    if (proc == NULL)
+        return fail(err, GetLastError(), "OpenProcess");
+    (void)CloseHandle(proc);
+    return describe_process((DWORD)pid, name, sizeof(name), user, userlen, err);
+}

@@ -1,0 +1,580 @@
+"""Who listens on a TCP port, and is it who we expect?
+
+The lookup itself is native (``ext/owner_*.c``, see ``docs/owner.rst``):
+Linux asks the kernel through NETLINK_SOCK_DIAG with an in-kernel port filter
+and maps socket inodes to processes through ``/proc/PID/fd``; Windows uses
+``GetExtendedTcpTable`` and the process token; macOS walks processes with
+libproc.  Elsewhere every function here raises :class:`OwnerLookupError`.
+
+Which listeners receive a connection to ``host:port`` (the rule used by
+:func:`who` and :func:`verify`; it errs on the side of "may receive"):
+
+- a listener bound to exactly ``host`` (same family);
+- a wildcard listener of the same family (``0.0.0.0`` for an IPv4 host,
+  ``::`` for an IPv6 host), even where the OS would prefer a more specific
+  listener: if that one goes away, the wildcard gets the connections;
+- for an IPv4 host, an IPv6 listener on ``::`` that is not IPV6_V6ONLY (or
+  whose V6ONLY flag the OS does not report), or on ``::ffff:host``: dual-stack
+  sockets receive IPv4 connections;
+- for an IPv4-mapped IPv6 host ``::ffff:a.b.c.d``, IPv4 listeners on
+  ``a.b.c.d`` or ``0.0.0.0``.
+
+The other family's loopback (``::1`` for ``127.0.0.1``) is a different
+address: a client that connects to ``localhost`` may use either, which is
+what the address-family guard of :class:`ExclusivePort` is for.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from twisted.internet.error import CannotListenError
+from twisted.logger import Logger
+
+from twisted_patch import _native
+from twisted_patch.errors import ExclusiveListenError, format_address
+
+log = Logger()
+
+# CannotListenError's __init__ is unannotated in some Twisted versions: call it typed.
+_cannot_listen: Callable[[str, int, BaseException], CannotListenError] = CannotListenError
+
+_WINDOWS = sys.platform == "win32"
+
+
+class OwnerLookupError(OSError):
+    """The owner lookup failed, or is not supported on this OS (errno ENOSYS)."""
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One listening TCP socket.
+
+    ``uid`` is None where the OS has no uids (Windows) or does not say;
+    ``user`` is None when the name is unknown.  ``inode`` identifies the socket
+    (Linux: the socket inode, as in ``ss -e``; macOS: the kernel's socket id;
+    None on Windows).  ``pids`` are the processes holding the socket that we
+    were allowed to see -- possibly none (another user's process, when we are
+    not root) -- and ``names`` their names (None where unknown).
+    """
+
+    family: int
+    host: str
+    port: int
+    uid: int | None
+    user: str | None
+    inode: int | None
+    pids: tuple[int, ...]
+    names: tuple[str | None, ...]
+    v6only: bool | None = None
+    pids_truncated: bool = False
+
+    @property
+    def address(self) -> str:
+        """``127.0.0.1:3456`` or ``[::1]:3456``."""
+        return format_address(self.host, self.port)
+
+    @property
+    def is_wildcard(self) -> bool:
+        return self.host in ("0.0.0.0", "::")
+
+    def holder(self) -> str:
+        """``pid 4242 (python3), user alice`` -- who holds this listener, in words."""
+        if self.pids:
+            procs = ", ".join(
+                f"{pid} ({name})" if name else str(pid) for pid, name in zip(self.pids, self.names)
+            )
+            who = f"pid {procs}" if len(self.pids) == 1 else f"pids {procs}"
+            if self.pids_truncated:
+                who += " and more"
+        else:
+            who = "a process we cannot see"
+        if self.user:
+            return f"{who}, user {self.user}"
+        if self.uid is not None:
+            return f"{who}, uid {self.uid}"
+        return who
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``twisted-patch who --json``)."""
+        return {
+            "family": "IPv6" if self.family == socket.AF_INET6 else "IPv4",
+            "host": self.host,
+            "port": self.port,
+            "address": self.address,
+            "uid": self.uid,
+            "user": self.user,
+            "inode": self.inode,
+            "v6only": self.v6only,
+            "pids": list(self.pids),
+            "names": list(self.names),
+            "pids_truncated": self.pids_truncated,
+        }
+
+
+def _lookup_error(e: OSError) -> OwnerLookupError:
+    code = e.errno if e.errno is not None else 0
+    detail = getattr(e, "detail", None) or "owner lookup"
+    if code == errno.ENOSYS:
+        return OwnerLookupError(code, f"{detail} ({sys.platform})")
+    return OwnerLookupError(code, f"owner lookup failed: {detail}: {e.strerror}")
+
+
+def listeners(port: int, *, self_only: bool = False) -> list[Listener]:
+    """Every TCP listener on ``port``, both families, wildcard and specific.
+
+    ``self_only`` (Linux): find holding processes only in this process, without
+    walking other processes' ``/proc/PID/fd``; other listeners then have no
+    pids.  Raises ``ValueError`` for a bad port and :class:`OwnerLookupError`
+    when the lookup fails.
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ValueError(f"port must be a number from 1 to 65535, not {port!r}")
+    try:
+        rows = _native.listeners(port, self_only)
+    except _native.BindError as e:
+        raise _lookup_error(e) from None
+    result = []
+    for family, host, lport, uid, user, inode, v6only, pids, names, truncated in rows:
+        result.append(
+            Listener(
+                family=family,
+                host=host,
+                port=lport,
+                uid=uid,
+                user=user,
+                inode=inode,
+                pids=tuple(pids),
+                names=tuple(names),
+                v6only=v6only,
+                pids_truncated=truncated,
+            )
+        )
+    return result
+
+
+# --- which listeners receive a connection -----------------------------------
+
+
+def _packed(family: int, host: str) -> bytes:
+    return socket.inet_pton(family, host.split("%", 1)[0])
+
+
+_V4_MAPPED = b"\x00" * 10 + b"\xff\xff"
+
+
+def normalise_host(host: str) -> tuple[int, str]:
+    """(family, canonical text) of a numeric address; ValueError otherwise."""
+    if not isinstance(host, str):
+        raise ValueError(f"host must be an IP address, not {host!r}")
+    text = host.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    if not text:
+        raise ValueError("host is empty: give an IP address such as 127.0.0.1 or ::1")
+    try:
+        family, canonical, _ = _native.parse_address(text, 0)
+    except ValueError as e:
+        hint = ""
+        if text.lower() == "localhost":
+            hint = " (give 127.0.0.1 or ::1: a name may resolve to either family)"
+        raise ValueError(f"host {host!r}: {e}{hint}") from None
+    return family, canonical
+
+
+def receives(listener: Listener, host: str) -> bool:
+    """Whether ``listener`` may receive connections to ``host`` on its port.
+
+    See the module docstring for the rule.
+    """
+    family, canonical = normalise_host(host)
+    target = _packed(family, canonical)
+    own = _packed(listener.family, listener.host)
+    if listener.family == family:
+        return own == target or own == bytes(len(own))
+    if family == socket.AF_INET and listener.family == socket.AF_INET6:
+        if own == _V4_MAPPED + target:
+            return True
+        return own == bytes(16) and listener.v6only is not True
+    if family == socket.AF_INET6 and listener.family == socket.AF_INET:
+        return target[:12] == _V4_MAPPED and (own == target[12:] or own == bytes(4))
+    return False
+
+
+def _overlaps(listener: Listener, family: int, host: str) -> bool:
+    """Whether ``listener`` competes with a socket bound to (family, host).
+
+    For a wildcard address that is every listener it would accept connections
+    for: all of its own family (and, for 0.0.0.0, dual-stack [::] listeners).
+    """
+    if host in ("0.0.0.0", "::"):
+        if listener.family == family:
+            return True
+        return (
+            family == socket.AF_INET
+            and listener.family == socket.AF_INET6
+            and listener.is_wildcard
+            and listener.v6only is not True
+        )
+    return receives(listener, host)
+
+
+def who(host: str | None, port: int) -> list[Listener]:
+    """The TCP listeners that may receive connections to ``host:port``.
+
+    ``host`` None or ``''``: every listener on the port.  ``host`` must be a
+    numeric IPv4 or IPv6 address (no name lookup, ever).
+    """
+    found = listeners(port)
+    if not host:
+        return found
+    normalise_host(host)
+    return [item for item in found if receives(item, host)]
+
+
+# --- verify -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """What :func:`verify` found.
+
+    ``listeners``: every listener that may receive connections to host:port;
+    ``foreign``: those not owned as expected.  ``owned`` is true iff there is
+    at least one listener and none is foreign.
+    """
+
+    host: str | None
+    port: int
+    expected: str
+    listeners: tuple[Listener, ...]
+    foreign: tuple[Listener, ...]
+
+    @property
+    def listening(self) -> bool:
+        return bool(self.listeners)
+
+    @property
+    def owned(self) -> bool:
+        return bool(self.listeners) and not self.foreign
+
+    def __bool__(self) -> bool:
+        return self.owned
+
+    def explain(self) -> str:
+        where = format_address(self.host, self.port) if self.host else f"port {self.port}"
+        if not self.listeners:
+            return f"nothing is listening on {where}"
+        if not self.foreign:
+            return f"{where} is owned as expected ({self.expected})"
+        lines = [f"{where} is NOT owned as expected ({self.expected}); listening there:"]
+        lines += [f"  {item.address}: {item.holder()}" for item in self.foreign]
+        return "\n".join(lines)
+
+
+def _own_user() -> str:
+    try:
+        _, user = _native.process_user(os.getpid())
+    except _native.BindError as e:
+        raise _lookup_error(e) from None
+    if not user:
+        raise OwnerLookupError(errno.EPERM, "cannot tell which user this process runs as")
+    return user
+
+
+def verify(
+    host: str | None,
+    port: int,
+    *,
+    uid: int | None = None,
+    pid: int | None = None,
+    user: str | None = None,
+) -> VerifyResult:
+    """Check that every listener that may receive ``host:port`` is the expected one.
+
+    Expected is, at most one of: ``pid`` (the process holds the listening
+    socket), ``uid``, or ``user`` (a user name; on Windows, ``DOMAIN\\name``
+    or ``name``).  Default: our own uid (POSIX) or our own user (Windows).
+    A listener whose processes cannot be seen never matches ``pid``; one
+    whose owner is unknown never matches ``uid``/``user``: verify fails
+    closed.  Raises ``ValueError`` for bad arguments and
+    :class:`OwnerLookupError` when the lookup fails.
+    """
+    choices = (("uid", uid), ("pid", pid), ("user", user))
+    given = [name for name, value in choices if value is not None]
+    if len(given) > 1:
+        raise ValueError(f"give at most one of uid, pid, user (got {', '.join(given)})")
+    for name, value in (("uid", uid), ("pid", pid)):
+        bad = isinstance(value, bool) or not isinstance(value, int) or value < 0
+        if value is not None and bad:
+            raise ValueError(f"{name} must be a whole number, 0 or more, not {value!r}")
+    if uid is not None and _WINDOWS:
+        raise ValueError("Windows has no uids: give pid= or user=")
+    if pid is None and uid is None and user is None:
+        if hasattr(os, "getuid"):
+            uid = os.getuid()
+        else:
+            user = _own_user()
+
+    if pid is not None:
+        expected = f"pid {pid}"
+
+        def matches(item: Listener) -> bool:
+            return pid in item.pids
+
+    elif uid is not None:
+        expected = f"uid {uid}"
+
+        def matches(item: Listener) -> bool:
+            return item.uid == uid
+
+    else:
+        assert user is not None
+        expected = f"user {user}"
+        wanted = user.casefold() if _WINDOWS else user
+
+        def matches(item: Listener) -> bool:
+            if not item.user:
+                return False
+            have = item.user.casefold() if _WINDOWS else item.user
+            if have == wanted:
+                return True
+            # "alice" matches "HOST\alice" on Windows
+            return _WINDOWS and "\\" not in wanted and have.rsplit("\\", 1)[-1] == wanted
+
+    found = tuple(who(host, port))
+    foreign = tuple(item for item in found if not matches(item))
+    return VerifyResult(host or None, port, expected, found, foreign)
+
+
+# --- for ExclusivePort --------------------------------------------------------
+
+
+def describe_holder(interface: str, port: int, family: int = socket.AF_UNSPEC) -> str | None:
+    """Who holds ``interface:port`` in words, for an EADDRINUSE message.
+
+    Never raises: when the lookup fails or finds nobody (a socket bound but
+    not listening is invisible to it), the answer is None.
+    """
+    try:
+        if family == socket.AF_UNSPEC:
+            family = socket.AF_INET6 if ":" in interface else socket.AF_INET
+        host = interface or ("::" if family == socket.AF_INET6 else "0.0.0.0")
+        _, host = normalise_host(host)
+        holders = [item for item in listeners(port) if _overlaps(item, family, host)]
+    except Exception as e:  # noqa: BLE001 -- an error message must never fail
+        log.debug("twisted-patch: owner lookup for {port} failed: {error}", port=port, error=e)
+        return None
+    if not holders:
+        return None
+    texts: list[str] = []
+    for item in holders:
+        text = item.holder()
+        if len(holders) > 1:
+            text += f" (on {item.address})"
+        if text not in texts:
+            texts.append(text)
+    return "; ".join(texts)
+
+
+def _target_address(target: Any) -> tuple[int, str, int]:
+    if isinstance(target, tuple):
+        host, port = target
+        if not host:
+            host = "0.0.0.0"
+        family, host = normalise_host(str(host))
+        return family, host, int(port)
+    if isinstance(target, socket.socket):
+        name = target.getsockname()
+        family, host = normalise_host(name[0])
+        return family, host, int(name[1])
+    get_host = getattr(target, "getHost", None)
+    if get_host is not None:
+        address = get_host()
+        family, host = normalise_host(address.host)
+        return family, host, int(address.port)
+    raise TypeError(f"check_exclusive needs a port, a socket or (host, port), not {target!r}")
+
+
+def check_exclusive(target: Any | socket.socket | tuple[str, int]) -> list[Listener]:
+    """The foreign listeners that would receive connections meant for ``target``.
+
+    ``target`` is a listening port (anything with ``getHost()``), a bound
+    socket, or ``(host, port)``.  Foreign means: not held by this process.
+    For a wildcard target every listener of its family on the port counts;
+    for a specific address, the listeners that may receive it (see the
+    module docstring).  Raises :class:`OwnerLookupError` if the lookup fails.
+    """
+    family, host, port = _target_address(target)
+    me = os.getpid()
+
+    def foreign(found: list[Listener]) -> list[Listener]:
+        return [item for item in found if _overlaps(item, family, host) and me not in item.pids]
+
+    # The common case (only us) needs no walk of other processes; name them only if any.
+    if not foreign(listeners(port, self_only=True)):
+        return []
+    return foreign(listeners(port))
+
+
+def foreign_listener_error(interface: str, port: int, foreign: list[Listener]) -> CannotListenError:
+    """The CannotListenError for a port that another process shares with us."""
+    address = format_address(interface, port)
+    holders = "; ".join(f"{item.address} held by {item.holder()}" for item in foreign)
+    message = (
+        f"{address} is listening, but another process may receive its connections too: "
+        f"{holders}. Stop that program before starting this one; twisted-patch does not "
+        f"serve a port it does not own alone."
+    )
+    wrapped = ExclusiveListenError(
+        errno.EADDRINUSE, message, "owner", address, os.strerror(errno.EADDRINUSE)
+    )
+    return _cannot_listen(interface, port, wrapped)
+
+
+def ensure_exclusive(skt: socket.socket, interface: str) -> None:
+    """Post-listen check of ExclusivePort: raise CannotListenError if not alone.
+
+    A failed lookup (unsupported OS, no netlink in a sandbox) is logged and
+    does not stop the listener: not knowing is not evidence of a hijack, and
+    the self-probe still runs.  The caller closes the socket on error.
+    """
+    port = int(skt.getsockname()[1])
+    try:
+        foreign = check_exclusive(skt)
+    except OwnerLookupError as e:
+        emit = log.info if e.errno == errno.ENOSYS else log.warn
+        emit(
+            "twisted-patch: cannot check who else listens on {address}: {error}",
+            address=format_address(interface, port),
+            error=str(e),
+        )
+        return
+    if foreign:
+        raise foreign_listener_error(interface, port, foreign)
+
+
+# --- addresses given by people ------------------------------------------------
+
+_BRACKETED = re.compile(r"^\[([^\]]+)\]:(\d+)$")
+
+
+def _port_of(text: str, original: str) -> int:
+    if not text.isascii() or not text.isdigit():
+        raise ValueError(f"{original!r}: port {text!r} is not a number")
+    number = int(text)
+    if not 1 <= number <= 65535:
+        raise ValueError(f"{original!r}: port {number} is out of range 1-65535")
+    return number
+
+
+def parse_target(text: str) -> tuple[str | None, int]:
+    """``(host, port)`` from ``127.0.0.1:3456``, ``[::1]:3456``, a URL such as
+    ``http://127.0.0.1:3456/``, or ``PORT`` / ``:PORT`` (host None: every
+    listener on the port).  Hosts must be numeric; ValueError says what is wrong.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("no address given: write HOST:PORT, [IPv6]:PORT or a URL")
+    original = text
+    text = text.strip()
+    if "://" in text:
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"{original!r}: only http:// and https:// URLs are understood")
+        try:
+            port: int | None = parts.port
+        except ValueError:
+            raise ValueError(f"{original!r}: the URL's port is not a number 0-65535") from None
+        if port is None:
+            port = 443 if parts.scheme == "https" else 80
+        if not parts.hostname:
+            raise ValueError(f"{original!r}: the URL has no host")
+        _, host = normalise_host(parts.hostname)
+        return host, _port_of(str(port), original)
+    if text.isascii() and text.lstrip(":").isdigit() and text.count(":") <= 1:
+        return None, _port_of(text.lstrip(":"), original)
+    m = _BRACKETED.match(text)
+    if m:
+        family, host = normalise_host(m.group(1))
+        if family != socket.AF_INET6:
+            raise ValueError(f"{original!r}: brackets are for IPv6 addresses")
+        return host, _port_of(m.group(2), original)
+    if text.count(":") == 1:
+        host_text, port_text = text.split(":")
+        _, host = normalise_host(host_text)
+        return host, _port_of(port_text, original)
+    if text.count(":") > 1:
+        raise ValueError(f"{original!r}: put an IPv6 address in brackets, as in [::1]:3456")
+    raise ValueError(f"{original!r}: no port given; write HOST:PORT")
+
+
+# --- Tahoe node directories ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """Where a Tahoe-LAFS node says it listens and which process it is."""
+
+    host: str
+    port: int
+    pid: int
+    pidfile: str
+    url: str
+
+
+def read_pidfile(path: str) -> int:
+    """The pid in a Tahoe ``running.process`` or a twistd ``twistd.pid`` file.
+
+    ``running.process`` (Tahoe 1.18+, allmydata/util/pid.py) holds
+    ``"PID CREATION_TIME\\n"``; ``twistd.pid`` holds ``"PID\\n"``.  The first
+    whitespace-separated field is the pid either way.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            content = f.read(4096)
+    except OSError as e:
+        raise ValueError(f"cannot read pid file {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"pid file {path} is not text") from None
+    fields = content.split()
+    if not fields or not fields[0].isascii() or not fields[0].isdigit() or int(fields[0]) <= 0:
+        raise ValueError(f"pid file {path} does not start with a process id: {content[:40]!r}")
+    return int(fields[0])
+
+
+def read_node_dir(nodedir: str) -> NodeInfo:
+    """Read ``node.url`` and the pid file of a Tahoe node directory.
+
+    The pid file is ``running.process`` (Tahoe 1.18 and later, written by
+    ``tahoe run``) or else ``twistd.pid`` (older Tahoe, ``twistd``).
+    ValueError names what is missing or malformed.
+    """
+    if not os.path.isdir(nodedir):
+        raise ValueError(f"{nodedir} is not a directory")
+    url_path = os.path.join(nodedir, "node.url")
+    try:
+        with open(url_path, encoding="utf-8") as f:
+            url = f.read(4096).strip()
+    except OSError as e:
+        raise ValueError(
+            f"cannot read {url_path} ({e.strerror}): is this a Tahoe node directory, "
+            f"and has the node started its web server?"
+        ) from None
+    host, port = parse_target(url)
+    if host is None:
+        raise ValueError(f"{url_path} holds {url!r}, not a URL with a host")
+    for name in ("running.process", "twistd.pid"):
+        path = os.path.join(nodedir, name)
+        if os.path.exists(path):
+            return NodeInfo(host, port, read_pidfile(path), path, url)
+    raise ValueError(
+        f"no pid file (running.process or twistd.pid) in {nodedir}: is the node running?"
+    )
