@@ -57,7 +57,13 @@ def start_listener(
     hosts: Sequence[str], port: int = 0, *, uid: int | None = None, reuseport: bool = False
 ) -> Child:
     """Start a listener process; as another uid through setpriv when ``uid`` is given."""
-    cmd = [sys.executable, "-I", "-c", _LISTENER, str(port), "1" if reuseport else "0", *hosts]
+    python = sys.executable
+    if uid is not None:
+        # Our interpreter may live where another uid cannot run it (/root/.pyenv).
+        from twisted_patch.attacks import other_uid_python
+
+        python = other_uid_python() or sys.executable
+    cmd = [python, "-I", "-c", _LISTENER, str(port), "1" if reuseport else "0", *hosts]
     if uid is not None:
         assert SETPRIV is not None
         cmd = [SETPRIV, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *cmd]

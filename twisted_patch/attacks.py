@@ -99,6 +99,29 @@ def standard_attacks() -> list[Attack]:
     return attacks
 
 
+_SETPRIV = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+_other_uid_python: list[str | None] = []
+
+
+def other_uid_python() -> str | None:
+    """A Python interpreter that uid 65534 can run (ours may live under /root)."""
+    if not _other_uid_python:
+        found = None
+        for candidate in (sys.executable, shutil.which("python3"), "/usr/bin/python3"):
+            if not candidate:
+                continue
+            try:
+                ok = subprocess.run([*_SETPRIV, candidate, "-I", "-c", "pass"],
+                                    capture_output=True, timeout=30).returncode == 0
+            except (OSError, subprocess.TimeoutExpired):
+                ok = False
+            if ok:
+                found = candidate
+                break
+        _other_uid_python.append(found)
+    return _other_uid_python[0]
+
+
 def can_switch_uid() -> str | None:
     """None if attacks can run as another uid here, else the reason they cannot."""
     if WINDOWS:
@@ -107,6 +130,8 @@ def can_switch_uid() -> str | None:
         return "needs root to run the attacker as uid 65534 (setpriv)"
     if shutil.which("setpriv") is None:
         return "setpriv (util-linux) is not installed"
+    if other_uid_python() is None:
+        return "no Python interpreter that uid 65534 may run"
     return None
 
 
@@ -126,6 +151,7 @@ class AttackerProcess:
         self._tmp: str | None = None
         script = str(Path(__file__).with_name("_attack.py"))
         prefix: list[str] = []
+        python = sys.executable
         if other_uid:
             # The other user must be able to read the script: copy it somewhere readable.
             self._tmp = tempfile.mkdtemp(prefix="twisted-patch-attack-")
@@ -134,9 +160,10 @@ class AttackerProcess:
             shutil.copyfile(script, copy)
             os.chmod(copy, 0o644)
             script = copy
-            prefix = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+            prefix = _SETPRIV
+            python = other_uid_python() or sys.executable
         self.proc = subprocess.Popen(
-            [*prefix, sys.executable, "-I", script, json.dumps(spec)],
+            [*prefix, python, "-I", script, json.dumps(spec)],
             stdout=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             text=True,
