@@ -10,7 +10,7 @@ PIP := $(VENV)/bin/pip
 STRICT_CFLAGS := -Wall -Wextra -Werror
 DEBIAN_PACKAGES := wine wine64 gcc-mingw-w64-x86-64 iproute2 util-linux strace
 
-.PHONY: all demo test deps venv install lint pytest clean
+.PHONY: all demo test deps venv install lint pytest clean test-compat wheel
 
 all: install
 
@@ -54,5 +54,23 @@ test: deps install lint pytest
 demo: install
 	$(VENV)/bin/twisted-patch probe
 
+# The abi3 wheel, built once by the main venv's CPython.
+wheel: install
+	rm -rf dist && $(PIP) wheel -q --no-deps --no-build-isolation -w dist . 2>&1 | grep -v "Location" || true
+	@ls dist/*.whl
+
+# The floor: CPython 3.9 + Twisted 22.8.0 run the suite against the SAME abi3 wheel.
+# Skipped (with the reason) when no CPython 3.9 is on this machine.
+COMPAT_PYTHON ?= $(firstword $(wildcard /root/.pyenv/versions/3.9*/bin/python3.9) $(shell command -v python3.9 2>/dev/null))
+COMPAT_VENV := .venv-compat
+test-compat: wheel
+	@if [ -z "$(COMPAT_PYTHON)" ]; then echo "SKIPPED test-compat: no CPython 3.9 on this machine"; exit 0; fi; \
+	set -e; rm -rf $(COMPAT_VENV); $(COMPAT_PYTHON) -m venv $(COMPAT_VENV); \
+	$(COMPAT_VENV)/bin/pip install -q --disable-pip-version-check -c ci/compat-constraints.txt \
+	  dist/*.whl pytest foolscap hypothesis 2>&1 | grep -v "Location" || true; \
+	$(COMPAT_VENV)/bin/python -I -c "import sys, twisted; print('compat run:', sys.version.split()[0], 'Twisted', twisted.__version__)"; \
+	$(COMPAT_VENV)/bin/pytest -q -p no:cacheprovider tests -m "not tahoe" \
+	  --deselect tests/test_packaging.py
+
 clean:
-	rm -rf build dist *.egg-info $(VENV) tests/c/build docs/_build
+	rm -rf build dist *.egg-info $(VENV) $(COMPAT_VENV) tests/c/build docs/_build
