@@ -15,6 +15,7 @@ environment, and check that none is left.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -24,7 +25,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 EXT = ROOT / "ext"
@@ -40,18 +40,18 @@ WSAEADDRINUSE = 10048
 # Tools
 
 
-def native_cc() -> Optional[str]:
+def native_cc() -> str | None:
     for name in (os.environ.get("CC", ""), "gcc", "cc", "clang"):
         if name and shutil.which(name):
             return name
     return None
 
 
-def mingw_cc() -> Optional[str]:
+def mingw_cc() -> str | None:
     return shutil.which(MINGW_CC)
 
 
-def wine_loader() -> Optional[str]:
+def wine_loader() -> str | None:
     """The 64-bit Wine loader: wine64 on PATH, Debian's /usr/lib/wine/wine64, or wine."""
     for candidate in ("wine64", "/usr/lib/wine/wine64", "wine"):
         path = shutil.which(candidate) if "/" not in candidate else candidate
@@ -60,7 +60,7 @@ def wine_loader() -> Optional[str]:
     return None
 
 
-def wineserver() -> Optional[str]:
+def wineserver() -> str | None:
     for candidate in ("wineserver", "/usr/lib/wine/wineserver", "/usr/lib/wine/wineserver64"):
         path = shutil.which(candidate) if "/" not in candidate else candidate
         if path and os.access(path, os.X_OK):
@@ -68,7 +68,7 @@ def wineserver() -> Optional[str]:
     return None
 
 
-def missing_windows_tools() -> Optional[str]:
+def missing_windows_tools() -> str | None:
     """None if the Windows build can be made and run here, else the reason it cannot."""
     missing = []
     if mingw_cc() is None:
@@ -131,7 +131,7 @@ class WineSession:
 
     prefix: Path
     loader: str
-    server_proc: Optional[subprocess.Popen[bytes]] = None
+    server_proc: subprocess.Popen[bytes] | None = None
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
     init_seconds: float = 0.0
 
@@ -150,7 +150,7 @@ class WineSession:
         return env
 
     @classmethod
-    def start(cls, base: Optional[Path] = None) -> WineSession:
+    def start(cls, base: Path | None = None) -> WineSession:
         loader, server = wine_loader(), wineserver()
         if loader is None or server is None:
             raise RuntimeError("wine is not installed")
@@ -234,10 +234,8 @@ class WineSession:
                 if not left or time.monotonic() > deadline:
                     break
                 for pid in left:
-                    try:
+                    with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
                 time.sleep(0.05)
         shutil.rmtree(self.prefix, ignore_errors=True)
         return left
