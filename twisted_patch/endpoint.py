@@ -15,7 +15,7 @@ from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStrea
 from zope.interface import implementer
 
 from twisted_patch import _native
-from twisted_patch.port import ExclusivePort
+from twisted_patch.port import ExclusivePort, port_class_for
 
 DEFAULT_BACKLOG = 50
 MAX_BACKLOG = 2**31 - 1
@@ -142,9 +142,9 @@ def listen_exclusive(
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
-    p = ExclusivePort(port, factory, backlog, interface, reactor)
+    p = port_class_for(reactor)(port, factory, backlog, interface, reactor)
     p.startListening()
-    return p
+    return p  # type: ignore[no-any-return]
 
 
 _KNOWN = ("port", "interface", "backlog")
