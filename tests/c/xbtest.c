@@ -17,6 +17,13 @@
  *                                SO_REUSEADDR, SO_EXCLUSIVEADDRUSE), each tries
  *                                bind(ADDR:PORT) and is closed again; prints
  *                                "<option> <0 or the OS error code>" per line
+ *   xbtest timewait              exclusive server on 127.0.0.1:P accepts one
+ *                                connection; prints the result of a new
+ *                                exclusive bind+listen of P after closing the
+ *                                listener with the connection still open
+ *                                ("live <code>") and after the server closed
+ *                                the connection first, leaving it in TIME_WAIT
+ *                                ("timewait <code>")
  */
 #ifndef _WIN32
 #  ifndef _GNU_SOURCE
@@ -45,6 +52,7 @@
 #  include <fcntl.h>
 #  include <unistd.h>
 #  include <arpa/inet.h>
+#  include <sys/select.h>
 #  define E_INUSE EADDRINUSE
 #  define E_NOTAVAIL EADDRNOTAVAIL
 #  define E_NOFAMILY EAFNOSUPPORT
@@ -422,6 +430,65 @@ static int attack(const char *host, const char *port_text)
     return 0;
 }
 
+/* Wait until s is readable (accept ready / data / EOF); 0 on success. */
+static int wait_readable(xb_sock s)
+{
+    fd_set rd;
+    struct timeval tv = {10, 0};
+    FD_ZERO(&rd);
+    FD_SET(s, &rd);
+    return select((int)s + 1, &rd, NULL, NULL, &tv) == 1 ? 0 : -1;
+}
+
+/* 0 if an exclusive server can bind+listen a again now, else the OS error code. */
+static int relisten(const xb_addr *a)
+{
+    xb_error err = {XB_STAGE_NONE, 0, NULL};
+    xb_sock s = XB_BADSOCK;
+    if (xb_listen(a, 5, &s, &err) != 0)
+        return err.code ? err.code : -1;
+    xb_close(s);
+    return 0;
+}
+
+static int timewait(void)
+{
+    xb_error err = {XB_STAGE_NONE, 0, NULL};
+    xb_addr a, name;
+    xb_sock lst = XB_BADSOCK, cli, srv;
+    char byte;
+
+    if (xb_startup(&err) != 0 || parse("127.0.0.1", 0, AF_INET, &a) != 0 ||
+        xb_listen(&a, 5, &lst, &err) != 0 || xb_socket_name(lst, &name, &err) != 0) {
+        show_error("timewait setup", &err);
+        return 2;
+    }
+    cli = plain_socket(AF_INET);
+    if (cli == XB_BADSOCK || connect(cli, (const struct sockaddr *)&name.ss, name.len) != 0 ||
+        wait_readable(lst) != 0) {
+        printf("ERROR connect %d\n", xb_last_error());
+        return 2;
+    }
+    srv = accept(lst, NULL, NULL);
+    if (srv == XB_BADSOCK) {
+        printf("ERROR accept %d\n", xb_last_error());
+        return 2;
+    }
+    /* listener closed, connection alive */
+    xb_close(lst);
+    printf("live %d\n", relisten(&name));
+    /* the server closes first: its side of the connection goes to TIME_WAIT */
+    xb_close(srv);
+    if (wait_readable(cli) != 0 || recv(cli, &byte, 1, 0) != 0) {
+        printf("ERROR no EOF %d\n", xb_last_error());
+        return 2;
+    }
+    CLOSE_RAW(cli);
+    printf("timewait %d\n", relisten(&name));
+    fflush(stdout);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 4096);
@@ -431,6 +498,8 @@ int main(int argc, char **argv)
         return victim(argv[2], argv[3]);
     if (argc == 4 && strcmp(argv[1], "attack") == 0)
         return attack(argv[2], argv[3]);
-    fprintf(stderr, "usage: xbtest selftest | victim core|plain ADDR | attack ADDR PORT\n");
+    if (argc == 2 && strcmp(argv[1], "timewait") == 0)
+        return timewait();
+    fprintf(stderr, "usage: xbtest selftest | victim core|plain ADDR | attack ADDR PORT | timewait\n");
     return 2;
 }
