@@ -244,3 +244,21 @@ def test_wine_restart_after_close_measured(
     this test says so (and the docs must change)."""
     proc = wine_session.run(windows_xbtest, "timewait")
     assert proc.stdout.split() == ["live", "0", "timewait", "0"], proc.stdout + proc.stderr
+
+
+# --- what Wine cannot show ------------------------------------------------------------------
+
+
+def test_wine_cannot_attack_a_listening_socket(
+    request: pytest.FixtureRequest, wine_session: wine.WineSession, windows_xbtest: Path
+) -> None:
+    """Once the victim listens, the Linux kernel under Wine refuses every overlapping bind,
+    even against a plain socket that real Windows lets be hijacked (Microsoft: CHECK, i.e.
+    allowed for the same user).  A "hijack a listening server" test under Wine would pass
+    without the fix; that is why the matrices above use bound, not listening victims."""
+    listening = wine.run_matrix(wine_session, windows_xbtest, "plain+listen")
+    _say(request, "[wine] plain victim that LISTENS, attacker results: " + ", ".join(
+        f"{v}<-{a} {o}: {c}" for (v, a, o), c in listening.items()))
+    assert all(code != 0 for code in listening.values()), listening
+    for option in wine.ATTACKER_OPTIONS:
+        assert wine.microsoft("plain", ("0.0.0.0", "127.0.0.1", option)) == "CHECK"

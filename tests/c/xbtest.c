@@ -6,13 +6,15 @@
  *
  *   xbtest selftest              self-checking tests; prints "ok N - ..." /
  *                                "not ok N - ..." lines, exit status = failures
- *   xbtest victim core|plain ADDR
+ *   xbtest victim core|plain[+listen] ADDR
  *                                bind ADDR:0 and do NOT listen ("core": the
  *                                core's xb_socket_open + xb_socket_bind;
  *                                "plain": socket() with no option, the way
  *                                Twisted makes a listening socket on Windows);
  *                                prints "READY <port>", then holds the socket
  *                                until its standard input is closed
+ *                                ("+listen": also listen, to show what Wine
+ *                                cannot show: see docs/windows.rst)
  *   xbtest attack ADDR PORT      one fresh socket per attacker option (none,
  *                                SO_REUSEADDR, SO_EXCLUSIVEADDRUSE), each tries
  *                                bind(ADDR:PORT) and is closed again; prints
@@ -348,6 +350,7 @@ static int selftest(void)
 
 static int victim(const char *kind, const char *host)
 {
+    int listening = 0;
     xb_error err = {XB_STAGE_NONE, 0, NULL};
     xb_addr a, name;
     xb_sock s;
@@ -357,6 +360,10 @@ static int victim(const char *kind, const char *host)
         printf("ERROR startup/parse\n");
         return 2;
     }
+    if (strcmp(kind, "core+listen") == 0)
+        kind = "core", listening = 1;
+    else if (strcmp(kind, "plain+listen") == 0)
+        kind = "plain", listening = 1;
     if (strcmp(kind, "core") == 0) {
         if (xb_socket_open(xb_addr_family(&a), &s, &err) != 0) {
             show_error("victim open", &err);
@@ -377,6 +384,12 @@ static int victim(const char *kind, const char *host)
     if (xb_socket_bind(s, &a, &err) != 0 || xb_socket_name(s, &name, &err) != 0) {
         show_error("victim bind", &err);
         printf("ERROR bind %d\n", err.code);
+        xb_close(s);
+        return 2;
+    }
+    if (listening && xb_socket_listen(s, 5, &err) != 0) {
+        show_error("victim listen", &err);
+        printf("ERROR listen %d\n", err.code);
         xb_close(s);
         return 2;
     }
