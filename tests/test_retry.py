@@ -186,6 +186,19 @@ def test_other_failures_are_not_retried() -> None:
     assert f.value is boom
 
 
+def test_cancel_stops_the_retries() -> None:
+    clock = task.Clock()
+    attempt = Attempts(in_use(), in_use())
+    d = retry.listen_with_retry(clock, attempt, probe_says("refused"), 30.0, "a")
+    assert len(clock.getDelayedCalls()) == 1
+    d.cancel()
+    assert clock.getDelayedCalls() == []
+    f = result_of(d)
+    assert isinstance(f, Failure) and f.check(defer.CancelledError)
+    clock.advance(60)
+    assert attempt.calls == 1
+
+
 def test_retry_zero_fails_at_once() -> None:
     clock = task.Clock()
     err = in_use()

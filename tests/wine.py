@@ -70,6 +70,8 @@ def wineserver() -> str | None:
 
 def missing_windows_tools() -> str | None:
     """None if the Windows build can be made and run here, else the reason it cannot."""
+    if os.environ.get("TWISTED_PATCH_NO_WINE"):
+        return "disabled by TWISTED_PATCH_NO_WINE"
     missing = []
     if mingw_cc() is None:
         missing.append(f"{MINGW_CC} (Debian package gcc-mingw-w64-x86-64)")

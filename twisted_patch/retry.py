@@ -140,7 +140,16 @@ def listen_with_retry(
     ``"refused"``, for at most ``retry`` seconds of ``clock``.  Fails with the last
     CannotListenError otherwise.  Each retry is logged with structured fields."""
     start = clock.seconds()
-    result: defer.Deferred[T] = defer.Deferred()
+    pending: list[Any] = []  # the scheduled next attempt, if any
+
+    def cancel(_: defer.Deferred[T]) -> None:
+        # Cancelling the listen stops the retries; a probe in flight is ignored.
+        while pending:
+            call = pending.pop()
+            if call.active():
+                call.cancel()
+
+    result: defer.Deferred[T] = defer.Deferred(cancel)
     state = {"attempts": 0, "delay": FIRST_DELAY}
 
     def fail(exc: BaseException) -> None:
@@ -156,6 +165,9 @@ def listen_with_retry(
         fail(exc)
 
     def try_once() -> None:
+        pending.clear()
+        if result.called:
+            return
         state["attempts"] += 1
         try:
             value = attempt()
@@ -176,6 +188,8 @@ def listen_with_retry(
             return
 
         def probed(outcome: str) -> None:
+            if result.called:  # cancelled meanwhile
+                return
             now = clock.seconds() - start
             if outcome != "refused":
                 why = "another program listens on it" if outcome == "listening" else outcome
@@ -194,10 +208,11 @@ def listen_with_retry(
                 address=address, attempt=state["attempts"], delay=delay, elapsed=now,
                 retry=retry, errno=exc.socketError.errno if exc.socketError else None,
             )
-            clock.callLater(delay, try_once)
+            pending.append(clock.callLater(delay, try_once))
 
         def probe_failed(f: Any) -> None:
-            fail(exc)
+            if not result.called:
+                fail(exc)
 
         d = probe()
         d.addCallbacks(probed, probe_failed)
