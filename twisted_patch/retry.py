@@ -107,8 +107,8 @@ def connect_probe(reactor: Any, interface: str, port: int, family: int) -> defer
 
     class _Probe(protocol.Protocol):
         def connectionMade(self) -> None:  # noqa: N802
-            assert self.transport is not None
-            self.transport.abortConnection()
+            transport: Any = self.transport  # an ITCPTransport
+            transport.abortConnection()
             if not result.called:
                 result.callback("listening")
 
