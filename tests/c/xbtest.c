@@ -198,6 +198,36 @@ static void test_options(void)
     CLOSE_RAW(s);
 }
 
+/* Options can be read before bind (Windows: the unbound socket has no name). */
+static void test_unbound(void)
+{
+    xb_error err = {XB_STAGE_NONE, 0, NULL};
+    xb_sockopts o;
+    xb_sock s;
+    int family;
+
+    for (family = 0; family < 2; family++) {
+        int af = family == 0 ? AF_INET : AF_INET6;
+        if (xb_socket_open(af, &s, &err) != 0) {
+            printf("# family %d not available here (code %d)\n", af, err.code);
+            continue;
+        }
+        memset(&o, 0x55, sizeof(o));
+        memset(&err, 0, sizeof(err));
+        check(xb_socket_options(s, &o, &err) == 0,
+              af == AF_INET ? "options of an unbound IPv4 socket" : "options of an unbound IPv6 socket",
+              "stage %ld code %ld", err.stage, err.code);
+        CHECK_EQ("  ... not inheritable", o.inheritable, 0);
+        CHECK_EQ("  ... v6only", o.v6only, af == AF_INET6 ? 1 : -1);
+#ifdef _WIN32
+        CHECK_EQ("  ... SO_EXCLUSIVEADDRUSE 1", o.exclusiveaddruse, 1);
+#else
+        CHECK_EQ("  ... SO_REUSEADDR 1", o.reuseaddr, 1);
+#endif
+        xb_close(s);
+    }
+}
+
 static void test_ipv6(void)
 {
     xb_error err = {XB_STAGE_NONE, 0, NULL};
@@ -340,6 +370,7 @@ static int selftest(void)
     check(xb_startup(&err) == 0, "xb_startup", "code %ld %ld", err.code, 0);
     check(xb_startup(&err) == 0, "xb_startup is idempotent", "code %ld %ld", err.code, 0);
     test_options();
+    test_unbound();
     test_ipv6();
     test_conflicts();
     test_stages();
