@@ -22,6 +22,7 @@ from twisted.internet.iocpreactor import iocpsupport as _iocp
 from twisted.internet.iocpreactor import tcp as iocp_tcp
 from twisted.logger import Logger
 
+from twisted_patch import owner as _owner
 from twisted_patch import port as _port
 
 log = Logger()
@@ -46,9 +47,10 @@ class IOCPExclusivePort(_IOCPPort):  # type: ignore[misc]
     def startListening(self) -> None:
         # bind + listen by the core; CannotListenError explains any failure
         skt = _port.open_listening_socket(
-            self.interface, self.port, self.backlog, self.addressFamily
+            self.interface, int(self.port or 0), self.backlog, self.addressFamily
         )
         try:
+            _owner.ensure_exclusive(skt, self.interface)  # as ExclusivePort does
             # What reactor.createSocket does for the reactor's own sockets: associate
             # the handle with the completion port.
             self.reactor.registerHandle(skt.fileno())
