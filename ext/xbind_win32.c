@@ -12,6 +12,7 @@
 
 #include <windows.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #ifndef WSA_FLAG_NO_HANDLE_INHERIT
@@ -36,6 +37,42 @@ int xb_last_error(void)
     return WSAGetLastError();
 }
 
+/* Microsoft's texts for the Winsock errors a listener can meet ("Windows
+ * Sockets Error Codes"); used only when FormatMessage has none. */
+static const char *winsock_text(int code)
+{
+    switch (code) {
+    case WSAEACCES:
+        return "An attempt was made to access a socket in a way forbidden by its access permissions";
+    case WSAEADDRINUSE:
+        return "Only one usage of each socket address (protocol/network address/port) is normally permitted";
+    case WSAEADDRNOTAVAIL:
+        return "The requested address is not valid in its context";
+    case WSAEAFNOSUPPORT:
+        return "An address incompatible with the requested protocol was used";
+    case WSAEINVAL:
+        return "An invalid argument was supplied";
+    case WSAEMFILE:
+        return "Too many open sockets";
+    case WSAENOBUFS:
+        return "An operation on a socket could not be performed because the system lacked sufficient buffer space or because a queue was full";
+    case WSAENOTSOCK:
+        return "An operation was attempted on something that is not a socket";
+    case WSAEPROTONOSUPPORT:
+        return "The requested protocol has not been configured into the system, or no implementation for it exists";
+    case WSAENETDOWN:
+        return "A socket operation encountered a dead network";
+    case WSANOTINITIALISED:
+        return "Either the application has not called WSAStartup, or WSAStartup failed";
+    case WSAEOPNOTSUPP:
+        return "The attempted operation is not supported for the type of object referenced";
+    case WSAECONNREFUSED:
+        return "No connection could be made because the target machine actively refused it";
+    default:
+        return NULL;
+    }
+}
+
 char *xb_strerror(int code, char *buf, size_t len)
 {
     DWORD n;
@@ -47,12 +84,12 @@ char *xb_strerror(int code, char *buf, size_t len)
                        (DWORD)code, MAKELANGID(LANG_NEUTRAL, SUBLANG_DEFAULT), buf,
                        (DWORD)(len > 0xFFFF ? 0xFFFF : len), NULL);
     if (n == 0) {
-        const char *text = "unknown error";
-        size_t m = strlen(text);
-        if (m >= len)
-            m = len - 1;
-        memcpy(buf, text, m);
-        buf[m] = '\0';
+        /* No system text (Wine has none for the WSA codes): use ours. */
+        const char *text = winsock_text(code);
+        if (text != NULL)
+            (void)snprintf(buf, len, "%s", text);
+        else
+            (void)snprintf(buf, len, "Windows error %d", code);
         return buf;
     }
     /* FormatMessage ends with "\r\n": drop trailing white space and dot. */

@@ -15,7 +15,9 @@ from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStrea
 from zope.interface import implementer
 
 from twisted_patch import _native
-from twisted_patch.port import ExclusivePort
+from twisted_patch.errors import format_address
+from twisted_patch.port import ExclusivePort, port_class_for
+from twisted_patch.retry import check_retry, connect_probe, default_retry, listen_with_retry
 
 DEFAULT_BACKLOG = 50
 MAX_BACKLOG = 2**31 - 1
@@ -99,11 +101,14 @@ class ExclusiveTCPServerEndpoint:
         port: int,
         backlog: int = DEFAULT_BACKLOG,
         interface: str = "",
+        retry: float | None = None,
     ) -> None:
         self._reactor = reactor
         self._port = check_port(port)
         self._backlog = check_backlog(backlog)
         self._family, self._interface = check_interface(interface)
+        # seconds to retry a bind refused while nobody listens (TIME_WAIT); see retry.py
+        self._retry = default_retry() if retry is None else check_retry(retry)
 
     @property
     def interface(self) -> str:
@@ -113,20 +118,34 @@ class ExclusiveTCPServerEndpoint:
     def port(self) -> int:
         return self._port
 
+    @property
+    def retry(self) -> float:
+        return self._retry
+
     def listen(self, protocolFactory: IProtocolFactory) -> defer.Deferred[IListeningPort]:
-        return defer.execute(
-            listen_exclusive,
-            self._port,
-            protocolFactory,
-            backlog=self._backlog,
-            interface=self._interface,
-            reactor=self._reactor,
+        def attempt() -> IListeningPort:
+            return listen_exclusive(
+                self._port,
+                protocolFactory,
+                backlog=self._backlog,
+                interface=self._interface,
+                reactor=self._reactor,
+            )
+
+        if self._retry <= 0 or self._port == 0:
+            return defer.execute(attempt)
+        return listen_with_retry(
+            self._reactor,
+            attempt,
+            lambda: connect_probe(self._reactor, self._interface, self._port, self._family),
+            self._retry,
+            format_address(self._interface, self._port),
         )
 
     def __repr__(self) -> str:
         return (
             f"<ExclusiveTCPServerEndpoint {self._interface}:{self._port} "
-            f"backlog={self._backlog}>"
+            f"backlog={self._backlog} retry={self._retry:g}>"
         )
 
 
@@ -142,12 +161,12 @@ def listen_exclusive(
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
-    p = ExclusivePort(port, factory, backlog, interface, reactor)
+    p = port_class_for(reactor)(port, factory, backlog, interface, reactor)
     p.startListening()
-    return p
+    return p  # type: ignore[no-any-return]
 
 
-_KNOWN = ("port", "interface", "backlog")
+_KNOWN = ("port", "interface", "backlog", "retry")
 
 
 def parse_server_description(
@@ -177,7 +196,10 @@ def parse_server_description(
     if prefix == "xtcp6" and ":" not in interface:
         raise ValueError(f"{prefix}: interface {interface_text!r} is not an IPv6 address")
     backlog = check_backlog(kwargs.get("backlog", DEFAULT_BACKLOG))
-    return {"port": port, "interface": interface, "backlog": backlog}
+    fields: dict[str, Any] = {"port": port, "interface": interface, "backlog": backlog}
+    if "retry" in kwargs:
+        fields["retry"] = check_retry(kwargs["retry"])
+    return fields
 
 
 def parse_server(
