@@ -114,3 +114,34 @@ def _no_fd_leak(request: pytest.FixtureRequest) -> Iterator[None]:
         except OSError:
             pass
     assert not leaked_sockets, f"test leaked socket fds {sorted(leaked_sockets)}"
+
+
+def say(request: pytest.FixtureRequest, text: str) -> None:
+    """Write to the terminal even when output is captured (matrices, timings)."""
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+    if capman is not None:
+        with capman.global_and_fixture_disabled():
+            print("\n" + text, flush=True)
+    else:  # pragma: no cover - pytest without its capture plugin
+        print(text)
+
+
+@pytest.fixture(scope="session")
+def wine_session(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """One throwaway Wine prefix and wineserver for the whole test session (tests/wine.py)."""
+    import sys
+
+    import wine
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the Wine tests run on Linux")
+    reason = wine.missing_windows_tools()
+    if reason:
+        pytest.skip(f"Windows code under Wine not tested: {reason}")
+    session = wine.WineSession.start()
+    server = session.server_proc.pid if session.server_proc else "?"
+    say(request, f"[wine] prefix {session.prefix} initialised in {session.init_seconds:.1f} s "
+                 f"(wineserver pid {server})")
+    yield session
+    left = session.stop()
+    assert not left, f"wine processes still running after the session: {left}"

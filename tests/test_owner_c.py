@@ -4,12 +4,12 @@ the "not supported" implementation.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,7 +66,7 @@ def test_owner_win32_compiles_with_mingw_werror(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(MINGW is None or WINE is None, reason="needs mingw-w64 and wine")
-def test_owner_win32_under_wine(tmp_path: Path) -> None:
+def test_owner_win32_under_wine(tmp_path: Path, wine_session: Any) -> None:
     """GetExtendedTcpTable under Wine 8 lists the listener (address and port); Wine
     reports owning pid 0 for it (a Wine limitation, see docs/owner.rst), so only the
     listener itself is asserted, not the pid."""
@@ -78,15 +78,7 @@ def test_owner_win32_under_wine(tmp_path: Path) -> None:
          str(EXT / "owner_common.c"), str(EXT / "xbind_win32.c"), str(EXT / "addr.c")],
         ["-liphlpapi", "-ladvapi32", "-lws2_32"],
     )
-    env = dict(os.environ, WINEPREFIX=str(tmp_path / "wineprefix"), WINEDEBUG="-all",
-               WINEDLLOVERRIDES="mscoree,mshtml=")
-    env.pop("DISPLAY", None)
-    try:
-        out = subprocess.run([WINE or "wine", str(exe)], capture_output=True, text=True,
-                             env=env, timeout=300)
-    finally:
-        subprocess.run([shutil.which("wineserver") or "wineserver", "-k"], env=env,
-                       capture_output=True, timeout=60)
+    out = wine_session.run(exe, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr[-2000:]
     lines = out.stdout.splitlines()
     assert lines[0].startswith("self pid ")

@@ -18,11 +18,11 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import wine  # tests/wine.py
+from conftest import say as _say
 
 from twisted_patch import errors
 
@@ -33,16 +33,6 @@ def _tap(output: str) -> tuple[list[str], list[str]]:
     oks = re.findall(r"^ok \d+ - (.*)$", output, re.M)
     fails = re.findall(r"^not ok \d+ - (.*)$", output, re.M)
     return oks, fails
-
-
-def _say(request: pytest.FixtureRequest, text: str) -> None:
-    """Write to the terminal even when output is captured (the matrices, timings)."""
-    capman = request.config.pluginmanager.getplugin("capturemanager")
-    if capman is not None:
-        with capman.global_and_fixture_disabled():
-            print("\n" + text, flush=True)
-    else:  # pragma: no cover - pytest without its capture plugin
-        print(text)
 
 
 @pytest.fixture(scope="session")
@@ -65,20 +55,6 @@ def windows_xbtest(c_build_dir: Path) -> Path:
     if reason:
         pytest.skip(f"Windows core under Wine not tested: {reason}")
     return wine.build(c_build_dir, windows=True)
-
-
-@pytest.fixture(scope="session")
-def wine_session(
-    request: pytest.FixtureRequest, windows_xbtest: Path
-) -> Iterator[wine.WineSession]:
-    if not LINUX:
-        pytest.skip("the Wine tests run on Linux")
-    session = wine.WineSession.start()
-    _say(request, f"[wine] prefix {session.prefix} initialised in {session.init_seconds:.1f} s "
-                  f"(wineserver pid {session.server_proc.pid if session.server_proc else '?'})")
-    yield session
-    left = session.stop()
-    assert not left, f"wine processes still running after the session: {left}"
 
 
 @pytest.fixture(scope="session")
