@@ -57,13 +57,15 @@ class Process:
                                       stderr=subprocess.STDOUT, text=True)
         self.pid = self.popen.pid
         self.lines: list[str] = []
+        self._eof = False
         self._queue: queue.Queue[Optional[str]] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
         assert self.popen.stdout is not None
-        for line in self.popen.stdout:
-            self._queue.put(line)
+        with self.popen.stdout:
+            for line in self.popen.stdout:
+                self._queue.put(line)
         self._queue.put(None)
 
     def wait_for_line(self, needle: str, timeout: float = 60) -> str:
@@ -81,6 +83,7 @@ class Process:
             except queue.Empty:
                 continue
             if line is None:
+                self._eof = True
                 raise AssertionError(f"process ended without {needle!r}:\n{self.output()}")
             self.lines.append(line)
             if needle in line:
@@ -92,12 +95,14 @@ class Process:
         return rc
 
     def drain(self) -> None:
-        while True:
+        """Collect the rest of the output of an ended process."""
+        while not self._eof:
             try:
-                line = self._queue.get(timeout=5 if self.popen.poll() is not None else 0)
+                line = self._queue.get(timeout=15)
             except queue.Empty:
                 return
             if line is None:
+                self._eof = True
                 return
             self.lines.append(line)
 
@@ -113,9 +118,7 @@ class Process:
             except subprocess.TimeoutExpired:
                 os.kill(self.pid, signal.SIGKILL)
                 self.popen.wait(timeout=15)
-        if self.popen.stdout is not None:
-            self.drain()
-            self.popen.stdout.close()
+        self.drain()
 
 
 class Processes:

@@ -180,9 +180,8 @@ def test_exclusive_reactor_options_from_environment(tmp_path: Path) -> None:
     import subprocess
 
     cmd = [tool("twistd"), "--reactor=exclusive", "--help"]
+    # The parsing rules are tested below; here: twistd reports a bad value clearly.
     for value, expected in [
-        ("{nope", "TWISTED_PATCH_PORT_OPTIONS is not valid JSON"),
-        ("[1]", "TWISTED_PATCH_PORT_OPTIONS must be a JSON object"),
         ('{"no_such_option": 1}', "does not accept the option(s) 'no_such_option'"),
     ]:
         env = dict(__import__("os").environ, TWISTED_PATCH_PORT_OPTIONS=value)
