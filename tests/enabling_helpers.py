@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 BIN = Path(sys.executable).parent
 PYTHON = sys.executable
@@ -35,8 +35,8 @@ def free_loopback_port() -> int:
         return port
 
 
-def run_python(code: str, cwd: Path, env: Optional[dict[str, str]] = None,
-               timeout: float = 120, user: Optional[int] = None) -> subprocess.CompletedProcess[str]:
+def run_python(code: str, cwd: Path, env: dict[str, str] | None = None,
+               timeout: float = 120, user: int | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter (as uid ``user`` through setpriv if given)."""
     cmd = [PYTHON, "-c", code]
     if user is not None:
@@ -50,7 +50,7 @@ def run_python(code: str, cwd: Path, env: Optional[dict[str, str]] = None,
 class Process:
     """A started subprocess whose merged stdout/stderr is read by a thread."""
 
-    def __init__(self, cmd: list[str], cwd: Path, env: Optional[dict[str, str]] = None) -> None:
+    def __init__(self, cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
         full_env = dict(os.environ)
         full_env.update(env or {})
         self.popen = subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=subprocess.PIPE,
@@ -58,7 +58,7 @@ class Process:
         self.pid = self.popen.pid
         self.lines: list[str] = []
         self._eof = False
-        self._queue: queue.Queue[Optional[str]] = queue.Queue()
+        self._queue: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -125,7 +125,7 @@ class Processes:
     def __init__(self) -> None:
         self.started: list[Process] = []
 
-    def start(self, cmd: list[str], cwd: Path, env: Optional[dict[str, str]] = None) -> Process:
+    def start(self, cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> Process:
         p = Process(cmd, cwd, env)
         self.started.append(p)
         return p
@@ -169,7 +169,7 @@ def fd_flags(pid: int, fd: int) -> int:
     raise AssertionError(f"no flags in /proc/{pid}/fdinfo/{fd}")
 
 
-def try_reuseport_bind(host: str, port: int) -> Optional[OSError]:
+def try_reuseport_bind(host: str, port: int) -> OSError | None:
     """What a same-user attacker tries: SO_REUSEADDR + SO_REUSEPORT, bind host:port.
 
     Returns None if the bind succeeded (the port is hijackable), else the error.

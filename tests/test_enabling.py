@@ -116,7 +116,7 @@ def test_twistd_web_with_exclusive_reactor(tmp_path: Path, processes: Processes)
     # From outside: the listening socket on 127.0.0.1:port is held by that pid,
     # non-inheritable and non-blocking (set atomically by the core).
     listeners = listening_inodes(port)
-    assert list(listeners.values()) == ["0100007F:%04X" % port], listeners
+    assert list(listeners.values()) == [f"0100007F:{port:04X}"], listeners
     (inode,) = listeners
     fds = socket_fds_of(server.pid)
     assert inode in fds, "the twistd process does not hold the listening socket"
@@ -325,8 +325,9 @@ def test_install_and_uninstall(tmp_path: Path, order: str) -> None:
 
 
 def test_install_rejects_unknown_options_without_patching() -> None:
-    import twisted_patch
     from twisted.internet.posixbase import PosixReactorBase
+
+    import twisted_patch
 
     before = PosixReactorBase.__dict__["listenTCP"]
     with pytest.raises(ValueError, match="does not accept the option.*'guardd'"):
@@ -336,8 +337,9 @@ def test_install_rejects_unknown_options_without_patching() -> None:
 
 
 def test_install_twice_with_other_options_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import twisted_patch
     from twisted.internet.posixbase import PosixReactorBase
+
+    import twisted_patch
     from twisted_patch import patch
 
     # Accept any option, to exercise the rule without a real option of ExclusivePort.

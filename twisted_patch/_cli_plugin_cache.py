@@ -19,7 +19,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 REGENERATE_COMMAND = (
     'python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"'
@@ -42,11 +43,12 @@ def _cache_state(directory: str) -> tuple[bool, float]:
 
 def regenerate() -> dict[str, Any]:
     """Rebuild every ``dropin.cache``; what was written, what could not be, what we found."""
-    import twisted.plugins
     from twisted.application.reactors import IReactorInstaller
     from twisted.internet.interfaces import IStreamServerEndpointStringParser
     from twisted.logger import globalLogPublisher
     from twisted.plugin import IPlugin, getPlugins
+
+    import twisted.plugins
 
     directories = [d for d in twisted.plugins.__path__ if os.path.isdir(d)]
     before = {d: _cache_state(d) for d in directories}
@@ -87,7 +89,9 @@ def regenerate() -> dict[str, Any]:
             state = "no cache (nothing to cache)"
         caches.append({"directory": d, "state": state, "ok": d not in failures})
 
-    ours_reactors = [r for r in reactors if getattr(r, "moduleName", "").startswith("twisted_patch")]
+    ours_reactors = [
+        r for r in reactors if getattr(r, "moduleName", "").startswith("twisted_patch")
+    ]
     ours_parsers = [p for p in parsers if type(p).__module__.startswith("twisted_patch")]
     return {
         "caches": caches,
@@ -98,7 +102,7 @@ def regenerate() -> dict[str, Any]:
     }
 
 
-def _available(module_name: str) -> Optional[str]:
+def _available(module_name: str) -> str | None:
     """None if the reactor's module imports here, else why not."""
     import importlib
 
@@ -145,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="twisted-patch plugin-cache", description=__doc__)
     add_arguments(parser)
     return run(parser.parse_args(argv))

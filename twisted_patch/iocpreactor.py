@@ -14,10 +14,11 @@ and then associated with the reactor's completion port, exactly as
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet import error
 from twisted.internet.interfaces import IProtocolFactory
+from twisted.internet.iocpreactor import iocpsupport as _iocp_support
 from twisted.internet.iocpreactor import tcp as iocp_tcp
 from twisted.internet.iocpreactor.reactor import IOCPReactor
 from twisted.logger import Logger
@@ -27,8 +28,12 @@ from twisted_patch.reactor import resolve_interface
 
 log = Logger()
 
+# Twisted's IOCP classes are untyped; subclass them through Any.
+_IOCPPort: Any = iocp_tcp.Port
+_IOCPReactorBase: Any = IOCPReactor
 
-class ExclusiveIOCPPort(iocp_tcp.Port):  # type: ignore[misc]
+
+class ExclusiveIOCPPort(_IOCPPort):  # type: ignore[misc]
     """Twisted's IOCP ``Port`` with its listening socket made by the core."""
 
     def __init__(
@@ -37,13 +42,13 @@ class ExclusiveIOCPPort(iocp_tcp.Port):  # type: ignore[misc]
         factory: IProtocolFactory,
         backlog: int = 50,
         interface: str = "",
-        reactor: Optional[Any] = None,
+        reactor: Any | None = None,
     ) -> None:
         super().__init__(port, factory, backlog, interface, reactor)
 
     def startListening(self) -> None:
         if getattr(self, "_reusePort", False):
-            raise error.CannotListenError(
+            raise error.CannotListenError(  # type: ignore[no-untyped-call]
                 self.interface,
                 self.port,
                 ValueError("reusePort=True asks for a shared port; twisted-patch refuses it"),
@@ -53,7 +58,7 @@ class ExclusiveIOCPPort(iocp_tcp.Port):  # type: ignore[misc]
         try:
             # What IOCPReactor.createSocket does for the sockets it creates.
             self.reactor.port.addHandle(skt.fileno())
-            self.addrLen = iocp_tcp._iocp.maxAddrLen(skt.fileno())
+            self.addrLen = _iocp_support.maxAddrLen(skt.fileno())
             self._realPortNumber = skt.getsockname()[1]
         except BaseException:
             skt.close()
@@ -72,7 +77,7 @@ class ExclusiveIOCPPort(iocp_tcp.Port):  # type: ignore[misc]
         self.doAccept()
 
 
-class ExclusiveIOCPReactor(IOCPReactor):  # type: ignore[misc]
+class ExclusiveIOCPReactor(_IOCPReactorBase):  # type: ignore[misc]
     """``IOCPReactor`` whose ``listenTCP`` returns :class:`ExclusiveIOCPPort`."""
 
     twisted_patch_port_options: dict[str, Any] = {}
@@ -95,6 +100,6 @@ def install(**options: Any) -> Any:
     from twisted.internet.main import installReactor
 
     reactor = ExclusiveIOCPReactor()
-    installReactor(reactor)
+    installReactor(reactor)  # type: ignore[no-untyped-call]
     log.info("twisted-patch: installed the exclusive IOCP reactor")
     return reactor

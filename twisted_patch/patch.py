@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.logger import Logger
@@ -48,7 +48,7 @@ class _State:
         self.saved: list[tuple[type, object]] = []
 
 
-_state: Optional[_State] = None
+_state: _State | None = None
 
 
 def _targets() -> list[type]:

@@ -34,7 +34,7 @@ import os
 import socket
 import threading
 from collections.abc import Mapping
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from twisted.internet import abstract
 from twisted.internet.error import CannotListenError
@@ -71,7 +71,7 @@ class DropInExclusivePort(ExclusivePort):
             super().startListening()
             return
         if getattr(self, "_reusePort", False):
-            raise CannotListenError(
+            raise CannotListenError(  # type: ignore[no-untyped-call]
                 self.interface,
                 self.port,
                 ValueError(
@@ -92,7 +92,7 @@ class DropInExclusivePort(ExclusivePort):
             self.interface = original
 
 
-def resolve_interface(interface: str, port: Optional[int], family: int) -> str:
+def resolve_interface(interface: str, port: int | None, family: int) -> str:
     """``interface`` as a numeric address, resolved the way ``tcp.Port`` would.
 
     IPv4: a numeric address or '' is returned as is; a name is resolved with
@@ -106,7 +106,7 @@ def resolve_interface(interface: str, port: Optional[int], family: int) -> str:
     try:
         return socket.gethostbyname(interface)
     except OSError as e:
-        raise CannotListenError(interface, port, e) from None
+        raise CannotListenError(interface, port, e) from None  # type: ignore[no-untyped-call]
 
 
 def check_port_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -131,7 +131,7 @@ def check_port_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return options
 
 
-def options_from_environment(environ: Optional[Mapping[str, str]] = None) -> dict[str, Any]:
+def options_from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Port options from ``TWISTED_PATCH_PORT_OPTIONS`` (a JSON object); {} if unset."""
     env = os.environ if environ is None else environ
     text = env.get(OPTIONS_ENVIRONMENT_VARIABLE, "").strip()
@@ -157,7 +157,7 @@ def listen_tcp(
     factory: IProtocolFactory,
     backlog: int = 50,
     interface: str = "",
-    options: Optional[Mapping[str, Any]] = None,
+    options: Mapping[str, Any] | None = None,
 ) -> ExclusivePort:
     """What the replaced ``listenTCP`` does: a started :class:`DropInExclusivePort`."""
     p = DropInExclusivePort(port, factory, backlog, interface, reactor, **dict(options or {}))
@@ -205,7 +205,7 @@ def default_reactor_class() -> type:
     from twisted.internet import default
     from twisted.python.runtime import platform
 
-    get_install: Optional[Callable[[Any], Callable[[], None]]] = getattr(
+    get_install: Callable[[Any], Callable[[], None]] | None = getattr(
         default, "_getInstallFunction", None
     )
     installer = get_install(platform) if get_install is not None else default.install
@@ -222,7 +222,7 @@ def default_reactor_class() -> type:
     return cls
 
 
-def install_reactor_class(base: type, options: Optional[Mapping[str, Any]] = None) -> Any:
+def install_reactor_class(base: type, options: Mapping[str, Any] | None = None) -> Any:
     """Instantiate the hardened subclass of ``base`` and install it as the global reactor."""
     from twisted.internet.main import installReactor
 
@@ -232,7 +232,7 @@ def install_reactor_class(base: type, options: Optional[Mapping[str, Any]] = Non
     cls = exclusive_reactor_class(base)
     reactor = cls()
     reactor.twisted_patch_port_options = port_options
-    installReactor(reactor)
+    installReactor(reactor)  # type: ignore[no-untyped-call]
     log.info(
         "twisted-patch: installed the exclusive reactor {reactor_class} "
         "(listenTCP returns ExclusivePort; port options {options})",
