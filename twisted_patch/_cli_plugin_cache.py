@@ -45,8 +45,9 @@ def regenerate() -> dict[str, Any]:
     """Rebuild every ``dropin.cache``; what was written, what could not be, what we found."""
     from twisted.application.reactors import IReactorInstaller
     from twisted.internet.interfaces import IStreamServerEndpointStringParser
-    from twisted.logger import globalLogPublisher
+    from twisted.logger import ILogObserver, globalLogPublisher
     from twisted.plugin import IPlugin, getPlugins
+    from zope.interface import implementer
 
     import twisted.plugins
 
@@ -55,6 +56,7 @@ def regenerate() -> dict[str, Any]:
     failures: dict[str, str] = {}
     errors: list[str] = []
 
+    @implementer(ILogObserver)
     def observe(event: dict[str, Any]) -> None:
         fmt = str(event.get("format") or event.get("log_format") or "")
         if "Unable to write to plugin cache" in fmt:

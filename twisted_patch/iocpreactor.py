@@ -48,7 +48,7 @@ class ExclusiveIOCPPort(_IOCPPort):  # type: ignore[misc]
 
     def startListening(self) -> None:
         if getattr(self, "_reusePort", False):
-            raise error.CannotListenError(  # type: ignore[no-untyped-call]
+            raise error.CannotListenError(
                 self.interface,
                 self.port,
                 ValueError("reusePort=True asks for a shared port; twisted-patch refuses it"),
@@ -100,6 +100,6 @@ def install(**options: Any) -> Any:
     from twisted.internet.main import installReactor
 
     reactor = ExclusiveIOCPReactor()
-    installReactor(reactor)  # type: ignore[no-untyped-call]
+    installReactor(reactor)
     log.info("twisted-patch: installed the exclusive IOCP reactor")
     return reactor

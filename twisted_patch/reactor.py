@@ -71,7 +71,7 @@ class DropInExclusivePort(ExclusivePort):
             super().startListening()
             return
         if getattr(self, "_reusePort", False):
-            raise CannotListenError(  # type: ignore[no-untyped-call]
+            raise CannotListenError(
                 self.interface,
                 self.port,
                 ValueError(
@@ -106,7 +106,7 @@ def resolve_interface(interface: str, port: int | None, family: int) -> str:
     try:
         return socket.gethostbyname(interface)
     except OSError as e:
-        raise CannotListenError(interface, port, e) from None  # type: ignore[no-untyped-call]
+        raise CannotListenError(interface, port, e) from None
 
 
 def check_port_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -232,7 +232,7 @@ def install_reactor_class(base: type, options: Mapping[str, Any] | None = None) 
     cls = exclusive_reactor_class(base)
     reactor = cls()
     reactor.twisted_patch_port_options = port_options
-    installReactor(reactor)  # type: ignore[no-untyped-call]
+    installReactor(reactor)
     log.info(
         "twisted-patch: installed the exclusive reactor {reactor_class} "
         "(listenTCP returns ExclusivePort; port options {options})",
