@@ -390,3 +390,27 @@ def test_package_import_is_lazy(tmp_path: Path) -> None:
     result = run_python(code, tmp_path)
     assert result.returncode == 0, summary(result)
     assert "has no attribute 'nope'" in result.stdout
+
+
+def test_why_tahoe_run_cannot_take_reactor_option(tmp_path: Path) -> None:
+    """What docs/enabling.rst says: a reactor installed first (tahoe's task.react)
+    makes twistd's --reactor=exclusive fail; the endpoint strings are the way."""
+    code = textwrap.dedent(
+        """
+        from twisted.internet import defer, task
+        from twisted.python import usage
+        from twisted.scripts import twistd
+
+        def main(reactor):
+            try:
+                twistd.ServerOptions().parseOptions(["--nodaemon", "--reactor=exclusive", "web"])
+            except usage.UsageError as e:
+                print("refused:", e)
+            return defer.succeed(None)
+
+        task.react(main)
+        """
+    )
+    result = run_python(code, tmp_path)
+    assert "refused: The specified reactor cannot be used" in result.stdout, summary(result)
+    assert "reactor already installed" in result.stdout, summary(result)
