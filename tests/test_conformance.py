@@ -2,7 +2,7 @@
 
 The same three Twisted test modules run twice, in subprocesses:
 
-- baseline: ``python -m twisted.trial MODULES`` (the default reactor, plain Twisted);
+- baseline: ``trial MODULES`` (the default reactor, plain Twisted);
 - exclusive: ``trial --reactor=exclusive MODULES`` with ``twisted_patch.install()``
   active in the trial process (``conformance_runner.py``), so that the reactors
   Twisted's ReactorBuilder tests build for themselves are hardened too, not
@@ -33,6 +33,8 @@ MODULES = [
     "twisted.internet.test.test_endpoints",
 ]
 RUNNER = Path(__file__).resolve().parent / "conformance_runner.py"
+# ``python -m twisted.trial`` needs pkg_resources in older Twisted; this does not.
+TRIAL = [sys.executable, "-c", "from twisted.scripts.trial import run; run()"]
 TIMEOUT = 900  # seconds per trial run; both take well under a minute on 2 cores
 
 # THE allow-list: Twisted tests that assert what twisted-patch changes on purpose.
@@ -82,7 +84,8 @@ class TrialRun:
             self.counts[key] = int(value)
         # After the first separator line, trial prints one block per outcome:
         # "[STATUS]", the reason or traceback, a blank line, then the test ids.
-        self.status: dict[str, str] = {}
+        # A test can be listed more than once (failed, and logged an error too).
+        self.status: dict[str, set[str]] = {}
         start = output.find("\n" + _SEPARATOR + "\n")
         end = output.rfind("\n" + "-" * 79 + "\n")
         if start >= 0:
@@ -93,10 +96,11 @@ class TrialRun:
                 tail = lines[len(lines) - lines[::-1].index(""):] if "" in lines else []
                 for line in tail:
                     assert _TEST_ID.match(line), f"{name}: not a test id: {line!r}"
-                    self.status[line] = m.group(1)
+                    self.status.setdefault(line, set()).add(m.group(1))
 
     def of(self, test_id: str) -> str:
-        return self.status.get(test_id, "OK")
+        """"OK", or the outcomes trial listed it under, e.g. "ERROR+FAIL"."""
+        return "+".join(sorted(self.status.get(test_id, {"OK"})))
 
     def describe(self) -> str:
         counts = ", ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
@@ -145,7 +149,7 @@ def compare(base: TrialRun, exclusive: TrialRun, allowed: dict[str, str]) -> lis
     if base.ran != exclusive.ran:
         problems.append(f"the runs ran {base.ran} and {exclusive.ran} tests")
     for run in (base, exclusive):
-        listed = Counter(run.status.values())
+        listed = Counter(status for outcomes in run.status.values() for status in outcomes)
         not_ok = {"SKIPPED": "skips", "FAIL": "failures", "ERROR": "errors",
                   "EXPECTED FAILURE": "expectedFailures",
                   "UNEXPECTED SUCCESS": "unexpectedSuccesses"}
@@ -161,7 +165,7 @@ def compare(base: TrialRun, exclusive: TrialRun, allowed: dict[str, str]) -> lis
             # skipped in both, e.g. a reactor not available here).
             if (b, e) == ("SKIPPED", "SKIPPED"):
                 continue
-            if b != "OK" or e not in ("FAIL", "ERROR"):
+            if b != "OK" or not set(e.split("+")) <= {"FAIL", "ERROR"} or e == "OK":
                 problems.append(f"allow-listed {test_id}: expected OK -> FAIL/ERROR, "
                                 f"got {b} -> {e} (update DELIBERATE and docs/conformance.rst)")
         elif b != e:
@@ -173,7 +177,7 @@ def test_twisted_tcp_and_endpoint_tests_conform(tmp_path: Path) -> None:
     pytest.importorskip("hamcrest", reason="Twisted's test_tcp needs PyHamcrest ([test] extra)")
     counts_file = tmp_path / "hardened-ports.json"
     base = _run("default reactor",
-                [sys.executable, "-m", "twisted.trial", "--temp-directory",
+                [*TRIAL, "--temp-directory",
                  str(tmp_path / "trial-base"), *MODULES], tmp_path)
     exclusive = _run("exclusive reactor + install()",
                      [sys.executable, str(RUNNER), str(counts_file), "--reactor=exclusive",
@@ -188,7 +192,7 @@ def test_twisted_tcp_and_endpoint_tests_conform(tmp_path: Path) -> None:
         differing = [p.split(":")[0] for p in problems if p.startswith("twisted.")]
         if differing and len(differing) == len(problems):
             base2 = _run("default reactor (re-run)",
-                         [sys.executable, "-m", "twisted.trial", "--temp-directory",
+                         [*TRIAL, "--temp-directory",
                           str(tmp_path / "trial-base2"), *differing], tmp_path)
             excl2 = _run("exclusive (re-run)",
                          [sys.executable, str(RUNNER), str(tmp_path / "c2.json"),
@@ -230,10 +234,20 @@ def test_compare_catches_a_difference() -> None:
                "\nRan 2 tests in 0.1s\n\nFAILED (failures=1, successes=1)\n")
     base = TrialRun("base", out_ok, 0)
     bad = TrialRun("bad", out_bad, 0)
-    assert bad.status == {"twisted.x.T.test_a": "FAIL"}
+    assert bad.status == {"twisted.x.T.test_a": {"FAIL"}}
     assert compare(base, base, {}) == []
     assert compare(base, bad, {}) == [
         "twisted.x.T.test_a: OK under the default reactor, FAIL under exclusive"]
     # Allowed: no problem; allowed but not different: a stale allow-list is a problem.
     assert compare(base, bad, {"twisted.x.T.test_a": "why"}) == []
     assert compare(base, base, {"twisted.x.T.test_a": "why"})
+
+
+def test_a_test_listed_twice_counts_once_per_outcome() -> None:
+    """Trial lists a test that failed and also logged an error under both outcomes."""
+    out = ("x\n\n" + _SEPARATOR + "\n[FAIL]\nTraceback\nboom\n\ntwisted.x.T.test_b\n" +
+           _SEPARATOR + "\n[ERROR]\nTraceback\nbang\n\ntwisted.x.T.test_b\n" + "-" * 79 +
+           "\nRan 1 tests in 0.1s\n\nFAILED (failures=1, errors=1)\n")
+    run = TrialRun("twice", out, 0)
+    assert run.of("twisted.x.T.test_b") == "ERROR+FAIL"
+    assert compare(run, run, {}) == []
