@@ -54,7 +54,9 @@ class ExclusiveIOCPPort(_IOCPPort):  # type: ignore[misc]
                 ValueError("reusePort=True asks for a shared port; twisted-patch refuses it"),
             )
         address = resolve_interface(self.interface, self.port, self.addressFamily)
-        skt = open_listening_socket(address, self.port, self.backlog, self.addressFamily)
+        skt = open_listening_socket(
+            address, int(self.port or 0), self.backlog, self.addressFamily
+        )
         try:
             # What IOCPReactor.createSocket does for the sockets it creates.
             self.reactor.port.addHandle(skt.fileno())
