@@ -1,118 +1,106 @@
-"""The glue of the exclusive-iocp reactor, run here with stand-ins for Twisted's IOCP modules.
+"""The exclusive-iocp reactor and install()'s IOCP path, run here with stand-ins.
 
-Twisted's IOCP reactor exists only on Windows.  This runs ``ExclusiveIOCPPort``'s
-code on this machine with minimal stand-ins for ``twisted.internet.iocpreactor``
-(its ``Port`` base, ``iocpsupport.maxAddrLen`` and the reactor's completion
-port), with the real core making the socket: it checks the order of the steps
-(core socket -> completion port -> accept), what the port records, and that the
-socket is closed when a step fails.  It does not replace a run on Windows.
+Twisted's IOCP reactor exists only on Windows.  As in test_iocp_port.py, Twisted's
+REAL ``iocpreactor.tcp.Port`` is loaded with a stand-in for the compiled
+``iocpsupport`` module; the reactor module (which needs pywin32) is replaced by a
+stand-in ``IOCPReactor`` with the methods the port calls.  The core makes the
+socket for real.  Checked: ``ExclusiveIOCPReactor.listenTCP`` and the listenTCP
+that ``install()`` puts on ``IOCPReactor`` return a ``DropInIOCPPort`` (the IOCP
+exclusive port with the drop-in rules: a host name is resolved, SO_REUSEPORT is
+refused).  This does not replace a run on Windows (see test_iocp_port.py).
 """
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from enabling_helpers import run_python, summary
 
-STANDINS = textwrap.dedent(
+SCRIPT = textwrap.dedent(
     """
-    import socket, sys, types
+    import errno, socket, sys, types
+    from pathlib import Path
+    import twisted.internet
 
-    pkg = types.ModuleType("twisted.internet.iocpreactor")
-    pkg.__path__ = []
+    errno.WSAECONNREFUSED, errno.WSAENETUNREACH = 10061, 10051  # read by iocpreactor.tcp
+    package = types.ModuleType("twisted.internet.iocpreactor")
+    package.__path__ = [str(Path(twisted.internet.__file__).parent / "iocpreactor")]
     support = types.ModuleType("twisted.internet.iocpreactor.iocpsupport")
     support.maxAddrLen = lambda fd: 128
-    tcpmod = types.ModuleType("twisted.internet.iocpreactor.tcp")
-    reactormod = types.ModuleType("twisted.internet.iocpreactor.reactor")
-
-    class Port:  # the constructor contract of Twisted's IOCP Port
-        addressFamily = socket.AF_INET
-        _realPortNumber = None
-        def __init__(self, port, factory, backlog=50, interface="", reactor=None):
-            self.reactor, self.port, self.factory = reactor, port, factory
-            self.backlog, self.interface = backlog, interface
-        def doAccept(self):
-            self.accepting = True
-
+    support.accepts = []
+    class Event:
+        def __init__(self, callback, owner):
+            self.callback, self.owner = callback, owner
+    support.Event = Event
+    def accept(listening, accepting, buff, evt):
+        support.accepts.append(listening)
+        return 997  # ERROR_IO_PENDING
+    support.accept = accept
+    reactor_module = types.ModuleType("twisted.internet.iocpreactor.reactor")
     class IOCPReactor:
-        pass
+        def __init__(self):
+            self.registered, self.active = [], []
+        def registerHandle(self, handle):
+            self.registered.append(handle)
+        def addActiveHandle(self, handle):
+            self.active.append(handle)
+        def createSocket(self, af, stype):
+            skt = socket.socket(af, stype)
+            self.registerHandle(skt.fileno())
+            return skt
+    IOCPReactor.__module__ = reactor_module.__name__
+    reactor_module.IOCPReactor = IOCPReactor
+    sys.modules[package.__name__] = package
+    sys.modules[support.__name__] = support
+    sys.modules[reactor_module.__name__] = reactor_module
 
-    tcpmod.Port = Port
-    reactormod.IOCPReactor = IOCPReactor
-    pkg.iocpsupport, pkg.tcp, pkg.reactor = support, tcpmod, reactormod
-    for m in (pkg, support, tcpmod, reactormod):
-        sys.modules[m.__name__] = m
+    from twisted.internet import tcp
+    from twisted.internet.error import CannotListenError
+    from twisted.internet.iocpreactor import tcp as iocp_tcp
+    from twisted.internet.protocol import Factory, Protocol
+    from twisted_patch import patch
+    from twisted_patch.iocpreactor import DropInIOCPPort, ExclusiveIOCPReactor
 
-    class CompletionPort:
-        def __init__(self, fail=False):
-            self.handles, self.fail = [], fail
-        def addHandle(self, handle):
-            if self.fail:
-                raise OSError(22, "association failed")
-            self.handles.append(handle)
+    assert issubclass(ExclusiveIOCPReactor, IOCPReactor)
+    assert issubclass(DropInIOCPPort, iocp_tcp.Port)
+    f = Factory.forProtocol(Protocol)
 
-    class FakeReactor:
-        def __init__(self, fail=False):
-            self.port, self.active = CompletionPort(fail), []
-        def addActiveHandle(self, p):
-            self.active.append(p)
+    def check(port, reactor, host):
+        assert type(port) is DropInIOCPPort, type(port)
+        fd = port.socket.fileno()
+        # registered first (then the socket doAccept creates for the next connection)
+        assert reactor.registered[0] == fd and reactor.active[-1] is port
+        assert support.accepts[-1] == fd  # the first AcceptEx on the core's socket
+        assert port.socket.getsockname() == (host, port._realPortNumber)
+        with socket.create_connection((host, port._realPortNumber), timeout=10):
+            pass
 
-    class Factory:
-        started = False
-        def doStart(self):
-            self.started = True
+    reactor = ExclusiveIOCPReactor()
+    p = reactor.listenTCP(0, f, interface="localhost")
+    check(p, reactor, "127.0.0.1")
+    assert p.interface == "localhost"  # as tcp.Port keeps it
+    if hasattr(tcp, "makeBinding"):
+        try:
+            reactor.listenTCP(tcp.makeBinding("127.0.0.1", 0, reusePort=True), f)
+        except CannotListenError as e:
+            assert "SO_REUSEPORT" in str(e), e
+        else:
+            raise AssertionError("reusePort=True was not refused")
+
+    # The listenTCP install() puts on IOCPReactor on Windows.
+    listen = patch._make_listen_tcp(IOCPReactor, {})
+    plain = IOCPReactor()
+    p2 = listen(plain, 0, f, 5, "127.0.0.1")
+    check(p2, plain, "127.0.0.1")
+    print("ok")
     """
 )
 
 
-def test_exclusive_iocp_port_glue(tmp_path: Path) -> None:
-    code = STANDINS + textwrap.dedent(
-        """
-        import os
-        from twisted.internet.error import CannotListenError
-        from twisted_patch.iocpreactor import ExclusiveIOCPPort, ExclusiveIOCPReactor
-
-        assert issubclass(ExclusiveIOCPReactor, IOCPReactor)
-        reactor, factory = FakeReactor(), Factory()
-        p = ExclusiveIOCPPort(0, factory, 5, "127.0.0.1", reactor)
-        p.startListening()
-        fd = p.socket.fileno()
-        assert reactor.port.handles == [fd], reactor.port.handles
-        assert reactor.active == [p] and factory.started and p.accepting and p.connected
-        assert p.addrLen == 128 and p.getFileHandle() == fd
-        assert p._realPortNumber == p.socket.getsockname()[1] != 0
-        with socket.create_connection(("127.0.0.1", p._realPortNumber), timeout=10):
-            pass  # the core's socket is listening
-        assert os.get_inheritable(fd) is False
-        p.socket.close()
-
-        # A failing step closes the core's socket and raises; nothing is registered.
-        def fds():
-            return set(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else set()
-        before = fds()
-        bad = FakeReactor(fail=True)
-        try:
-            ExclusiveIOCPPort(0, Factory(), 5, "127.0.0.1", bad).startListening()
-        except OSError as e:
-            assert "association failed" in str(e)
-        else:
-            raise AssertionError("no error")
-        assert fds() == before and bad.active == []
-
-        # A busy port is the core's CannotListenError, as for ExclusivePort.
-        holder = socket.socket()
-        holder.bind(("127.0.0.1", 0))
-        holder.listen(1)
-        try:
-            ExclusiveIOCPPort(holder.getsockname()[1], Factory(), 5, "127.0.0.1",
-                              FakeReactor()).startListening()
-        except CannotListenError as e:
-            assert "already in use" in str(e), e
-        else:
-            raise AssertionError("listened on a busy port")
-        print("ok")
-        """
-    )
-    result = run_python(code, tmp_path)
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows has the real IOCP reactor")
+def test_exclusive_iocp_reactor_glue(tmp_path: Path) -> None:
+    result = run_python(SCRIPT, tmp_path)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), summary(result)

@@ -11,8 +11,8 @@ What it changes, process-wide:
 - ``PosixReactorBase.listenTCP`` (the method of every epoll / poll / select /
   kqueue / asyncio reactor; Twisted's ``listenSSL`` calls it too), and on
   Windows ``IOCPReactor.listenTCP``: they return a started
-  :class:`~twisted_patch.reactor.DropInExclusivePort` (the IOCP one an
-  ``ExclusiveIOCPPort``).  Reactors already installed are of those classes,
+  :class:`~twisted_patch.reactor.DropInExclusivePort` (with the IOCP
+  reactor a ``DropInIOCPPort``).  Reactors already installed are of those classes,
   so they are affected as well as reactors installed later.
 - Nothing else: ports a program builds itself (``tcp.Port(...)``,
   ``adoptStreamPort``) and connections are untouched.
@@ -68,7 +68,7 @@ def _targets() -> list[type]:
 
 def _make_listen_tcp(target: type, options: dict[str, Any]) -> Any:
     if target.__name__ == "IOCPReactor":
-        from twisted_patch.iocpreactor import ExclusiveIOCPPort
+        from twisted_patch.iocpreactor import DropInIOCPPort
 
         def listenTCP_iocp(
             self: Any,
@@ -77,7 +77,7 @@ def _make_listen_tcp(target: type, options: dict[str, Any]) -> Any:
             backlog: int = 50,
             interface: str = "",
         ) -> Any:
-            p = ExclusiveIOCPPort(port, factory, backlog, interface, self)
+            p = DropInIOCPPort(port, factory, backlog, interface, self)
             p.startListening()
             return p
 

@@ -58,17 +58,23 @@ _REACTOR_CLASSES = {
 }
 
 
-class DropInExclusivePort(ExclusivePort):
-    """An :class:`ExclusivePort` that accepts what ``tcp.Port`` accepts.
+class DropInMixin:
+    """What the drop-in ports accept beyond ``ExclusivePort``: what ``tcp.Port`` accepts.
 
-    Used where ``listenTCP`` is replaced (the ``exclusive`` reactor and
+    Used where ``listenTCP`` is replaced (the ``exclusive`` reactors and
     :func:`twisted_patch.install`): the caller wrote code for Twisted's port,
-    so an IPv4 host name as interface is resolved as Twisted resolves it.
+    so an IPv4 host name as interface is resolved as Twisted resolves it, and
+    a request for ``SO_REUSEPORT`` is refused with a clear error.  Mixed in
+    before the port class whose ``startListening`` asks the core for a socket.
     """
 
+    interface: str
+    port: int | None
+    addressFamily: socket.AddressFamily
+
     def startListening(self) -> None:
-        if self._preexistingSocket is not None:
-            super().startListening()
+        if getattr(self, "_preexistingSocket", None) is not None:
+            super().startListening()  # type: ignore[misc]
             return
         if getattr(self, "_reusePort", False):
             raise CannotListenError(
@@ -83,13 +89,17 @@ class DropInExclusivePort(ExclusivePort):
         original = self.interface
         resolved = resolve_interface(original, self.port, self.addressFamily)
         if resolved == original:
-            super().startListening()
+            super().startListening()  # type: ignore[misc]
             return
         self.interface = resolved
         try:
-            super().startListening()
+            super().startListening()  # type: ignore[misc]
         finally:
             self.interface = original
+
+
+class DropInExclusivePort(DropInMixin, ExclusivePort):
+    """An :class:`ExclusivePort` that accepts what ``tcp.Port`` accepts (see DropInMixin)."""
 
 
 def resolve_interface(interface: str, port: int | None, family: int) -> str:
