@@ -2,13 +2,16 @@
 
 This module is imported whenever Twisted scans its plugins, so it imports only
 zope.interface and Twisted's interface modules -- never the reactor and never
-the C extension.  The endpoint code is imported on first use.
+the C extension.  The endpoint code is imported on first use; the reactor
+modules (``twisted_patch.reactor``, ``twisted_patch.iocpreactor``) only when
+their reactor is installed or ``twistd --help-reactors`` checks them.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from twisted.application.reactors import Reactor
 from twisted.internet.interfaces import IStreamServerEndpointStringParser
 from twisted.plugin import IPlugin
 from zope.interface import implementer
@@ -33,3 +36,15 @@ class ExclusiveServerParser:
 
 xtcp = ExclusiveServerParser("xtcp", "")
 xtcp6 = ExclusiveServerParser("xtcp6", "::")
+
+# Reactor plugins: twistd/trial --reactor=exclusive (and exclusive-iocp on Windows).
+exclusive = Reactor(
+    "exclusive",
+    "twisted_patch.reactor",
+    "the platform's default reactor; every listenTCP made exclusive by twisted-patch",
+)
+exclusive_iocp = Reactor(
+    "exclusive-iocp",
+    "twisted_patch.iocpreactor",
+    "Windows IOCP reactor; every listenTCP made exclusive by twisted-patch",
+)

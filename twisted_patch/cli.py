@@ -26,6 +26,7 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
         "twisted_patch._cli_verify",
         "exit 0 iff HOST:PORT is owned by the expected uid/pid",
     ),
+    ("plugin-cache", "twisted_patch._cli_plugin_cache", "rewrite Twisted's plugin cache"),
 ]
 
 

@@ -1,3 +1,4 @@
-# Twisted plugins of twisted-patch: the xtcp/xtcp6 endpoint parsers.
+# Twisted plugins of twisted-patch: the xtcp/xtcp6 endpoint parsers and the
+# exclusive / exclusive-iocp reactors.
 # Kept tiny: Twisted imports this file on every plugin scan; never import the reactor here.
-from twisted_patch._plugins import xtcp, xtcp6  # noqa: F401
+from twisted_patch._plugins import exclusive, exclusive_iocp, xtcp, xtcp6  # noqa: F401
