@@ -31,7 +31,7 @@ deps:
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
-	$(PIP) install -q ".[test,lint]"
+	$(PIP) install -q ".[test,lint,tahoe]"
 	touch $@
 
 venv: $(VENV)/.created
