@@ -317,9 +317,13 @@ def exclusive_listener_lines(log: str) -> list[str]:
     return re.findall(r"twisted-patch: exclusive listener on (\S+)", log)
 
 
-def logport(node: Node) -> int:
-    """The log Tub's port, from private/logport.furl (pb://ID@tcp:HOST:PORT,.../NAME)."""
-    furl = (node.basedir / "private" / "logport.furl").read_text().strip()
+def logport(node: Node) -> int | None:
+    """The log Tub's port, from private/logport.furl (pb://ID@tcp:HOST:PORT,.../NAME);
+    None if the file is not there (Tahoe deletes it at start and writes it anew)."""
+    path = node.basedir / "private" / "logport.furl"
+    if not path.exists():
+        return None
+    furl = path.read_text().strip()
     m = re.search(r"@(?:tcp:)?[^,/]*?:(\d+)", furl)
     assert m, furl
     return int(m.group(1))
@@ -338,3 +342,64 @@ def stop_all(nodes: Iterable[Node]) -> None:
 
 def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+# --- a process that holds a port ------------------------------------------------
+
+_SQUATTER = r"""
+import socket, sys
+family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+s = socket.socket(family, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(16)
+sys.stdout.write("listening\n"); sys.stdout.flush()
+while True:
+    c, _ = s.accept()
+    c.close()
+"""
+
+
+class Squatter:
+    """Another process of the same user listening on ``host:port`` until closed.
+
+    Unlike ``twisted_patch.attacks.AttackerProcess`` (which exits after its
+    first accepted connection), it keeps the port whatever connects to it --
+    a Tahoe node dials its own tub port, which would free the port mid-test.
+    Always ended by its pid (``close``).
+    """
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.port = port
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-c", _SQUATTER, host, str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if line.strip() != "listening":
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            self.close()
+            raise RuntimeError(f"could not claim {host}:{port}: {err.strip()}")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=STOP_BOUND)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+        assert not _alive(self.proc.pid)
+
+    def __enter__(self) -> Squatter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
