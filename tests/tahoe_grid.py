@@ -191,8 +191,10 @@ class Node:
         """Set lines of the [node] section, e.g. ``configure(**{"web.port": "xtcp:..."})``."""
         set_config(self.cfg, "node", node_values)
 
-    def start(self) -> None:
-        """``tahoe run`` in the background; stdout/stderr go to files (one pair per run)."""
+    def start(self, command: list[str] | None = None) -> None:
+        """``tahoe run`` in the background; stdout/stderr go to files (one pair per run).
+
+        ``command`` replaces ``tahoe`` (e.g. ``python -I -m twisted_patch.tahoe``)."""
         assert self.proc is None or self.proc.poll() is not None, "already running"
         (self.basedir / "node.url").unlink(missing_ok=True)  # node.url survives a stop
         self.runs += 1
@@ -200,8 +202,9 @@ class Node:
         self.stderr_path = self.basedir.parent / f"{self.basedir.name}.{self.runs}.stderr"
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
-                [*tahoe_command(), "run", "--allow-stdin-close", str(self.basedir)],
+                [*(command or tahoe_command()), "run", "--allow-stdin-close", str(self.basedir)],
                 env=node_env(self.home),
+                cwd=self.home,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,

@@ -116,6 +116,8 @@ class Grid:
         if GUARD_MERGED:
             allowed |= {("::1", p) for p in ports}
         log_tub = logport(node)
+        if log_tub in ports:
+            return allowed
         assert log_tub is not None, "a running node has written private/logport.furl"
         allowed.add(("0.0.0.0", log_tub))
         return allowed
@@ -287,6 +289,48 @@ def test_ipv6_shadow_of_the_web_port_fails(grid: Grid, attack: Attack) -> None:
     assert outcome.result == "refused", outcome.text
     v6 = [item for item in listeners_on(grid.web) if item.host == "::1"]
     assert v6 and all(item.pids == (node.pid,) for item in v6), listeners_on(grid.web)
+
+
+def test_log_tub_is_on_all_interfaces_with_plain_tahoe_run(grid: Grid) -> None:
+    """What tahoe.cfg cannot reach: Tahoe's log Tub listens on 0.0.0.0, ephemeral port."""
+    node = grid.ensure_running()
+    log_tub = logport(node)
+    assert log_tub is not None
+    assert ("0.0.0.0", log_tub) in {(item.host, item.port) for item in listeners_of(node.pid)}
+
+
+def test_launcher_puts_the_log_tub_on_loopback_through_the_core(grid: Grid) -> None:
+    """``python -m twisted_patch.tahoe run NODEDIR``: the same node, nothing on 0.0.0.0,
+    the log Tub made by the core on 127.0.0.1, and it still serves Foolscap."""
+    from conftest import wait_for
+    from foolscap.api import Tub
+    from twisted.internet import defer
+
+    grid.stop_storage()
+    grid.xtcp_config()
+    node = grid.store
+    node.start(command=[sys.executable, "-I", "-m", "twisted_patch.tahoe"])
+    node.wait_for_file("node.url")
+    node.wait_connected()
+    pidfile = (node.basedir / "running.process").read_text().split()
+    assert int(pidfile[0]) == node.pid  # same process, same pid file as `tahoe run`
+    log_tub = node.wait_for_file("private/logport.furl") and logport(node)
+    assert log_tub is not None
+    mine = {(item.host, item.port) for item in listeners_of(node.pid)}
+    assert (LOOPBACK, log_tub) in mine
+    assert not [address for address in mine if address[0] in ("0.0.0.0", "::")], mine
+    assert mine <= grid.allowed_listeners(node, grid.web, grid.tub, log_tub), mine
+    assert f"127.0.0.1:{log_tub}" in exclusive_listener_lines(node.stdout())
+    # The log Tub really works: a Foolscap client reaches the logport FURL.
+    furl = (node.basedir / "private" / "logport.furl").read_text().strip()
+    client = Tub()
+    client.startService()
+    try:
+        ref = wait_for(client.getReference(furl), timeout=30)
+        assert ref is not None
+    finally:
+        wait_for(defer.maybeDeferred(client.stopService))
+    grid.stop_storage()  # the next test starts it again the plain `tahoe run` way
 
 
 # --- a pre-claimed web port ------------------------------------------------------

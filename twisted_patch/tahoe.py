@@ -1,0 +1,111 @@
+"""``python -m twisted_patch.tahoe run NODEDIR``: ``tahoe`` with its log Tub hardened too.
+
+tahoe.cfg reaches three listeners (``web.port``, ``tub.port``,
+``[sftpd]port``), and with ``xtcp:`` strings all three come from the C core.
+One listener no configuration reaches: every node also starts a *log Tub*
+(for ``flogtool tail``, FURL in ``private/logport.furl``) on an ephemeral port
+bound to **0.0.0.0** -- all interfaces -- by a plain socket that Tahoe binds
+itself and hands to Twisted with ``adoptStreamPort``
+(``allmydata/util/iputil.py``, ``_foolscapEndpointForPortNumber``).
+``--reactor`` cannot be given to ``tahoe run``, and a patched ``listenTCP``
+would not see an adopted socket.
+
+This launcher is ``tahoe`` (same arguments, same process, same pid file)
+with one change made before Tahoe starts: the log Tub's socket is made by
+the core, on **127.0.0.1** -- Tahoe itself publishes it as ``localhost``
+only.  Everything else is Tahoe's own code path.
+"""
+
+from __future__ import annotations
+
+import importlib
+import socket
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from twisted_patch.errors import format_address
+from twisted_patch.port import open_listening_socket
+
+log = Logger()
+
+LOG_TUB_INTERFACE = "127.0.0.1"
+
+
+@implementer(IStreamServerEndpoint)
+class AdoptedCoreSocketEndpoint:
+    """An endpoint over a socket the core already made listening (Tahoe's pattern:
+    the port number must be known before the Tub starts)."""
+
+    def __init__(self, reactor: Any, skt: socket.socket) -> None:
+        self._reactor = reactor
+        self._skt = skt
+        self.port = int(skt.getsockname()[1])
+
+    def listen(self, protocolFactory: IProtocolFactory) -> defer.Deferred[IListeningPort]:
+        try:
+            port = self._reactor.adoptStreamPort(
+                self._skt.fileno(), self._skt.family, protocolFactory
+            )
+        except BaseException:
+            return defer.fail()
+        finally:
+            self._skt.close()  # adoptStreamPort keeps its own (non-inheritable) dup
+        log.info(
+            "twisted-patch: exclusive listener on {address} (Tahoe log Tub)",
+            address=format_address(LOG_TUB_INTERFACE, self.port),
+            port=self.port,
+        )
+        return defer.succeed(port)
+
+    def __repr__(self) -> str:
+        return f"<AdoptedCoreSocketEndpoint {format_address(LOG_TUB_INTERFACE, self.port)}>"
+
+
+def harden_log_tub() -> bool:
+    """Make Tahoe's log Tub listen on 127.0.0.1 through the core.  True if done.
+
+    Replaces ``allmydata.util.iputil._foolscapEndpointForPortNumber`` for the
+    one call Tahoe makes with ``portnum=None`` (the log Tub); on platforms
+    without ``adoptStreamPort`` (Windows) nothing is changed and False is
+    returned (there Tahoe uses ``listenTCP``, which ``--reactor``-free hardening
+    cannot reach either).
+    """
+    from twisted.internet import reactor
+    from twisted.internet.interfaces import IReactorSocket
+
+    if not IReactorSocket.providedBy(reactor):
+        log.info("twisted-patch: log Tub left as Tahoe makes it (no adoptStreamPort here)")
+        return False
+    iputil: Any = importlib.import_module("allmydata.util.iputil")
+    original = iputil._foolscapEndpointForPortNumber
+    if getattr(original, "_twisted_patch", False):
+        return True
+
+    def endpoint_for_port_number(portnum: int | None) -> tuple[int, Any]:
+        if portnum is not None:
+            return original(portnum)  # type: ignore[no-any-return]
+        skt = open_listening_socket(LOG_TUB_INTERFACE, 0, 50, socket.AF_INET)
+        endpoint = AdoptedCoreSocketEndpoint(reactor, skt)
+        return endpoint.port, endpoint
+
+    endpoint_for_port_number._twisted_patch = True  # type: ignore[attr-defined]
+    iputil._foolscapEndpointForPortNumber = endpoint_for_port_number
+    return True
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``tahoe`` with :func:`harden_log_tub` applied; never returns (Tahoe exits)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    runner: Any = importlib.import_module("allmydata.scripts.runner")
+    harden_log_tub()
+    runner.run(argv=["tahoe", *args])
+
+
+if __name__ == "__main__":
+    main()
