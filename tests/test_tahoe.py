@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -76,6 +76,7 @@ class Grid:
     intro_port: int
     web: int  # P
     tub: int  # Q
+    sftp: int  # S: [sftpd]port
     furl: str = ""
     started: list[Node] = field(default_factory=list)
 
@@ -87,6 +88,7 @@ class Grid:
                 "tub.location": f"tcp:127.0.0.1:{self.tub}",
             }
         )
+        set_config(self.store.cfg, "sftpd", {"port": _loopback(self.sftp)})
 
     def plain_config(self, web: bool, tub: bool) -> None:
         """Plain Twisted ``tcp:`` for the web port and/or the tub port."""
@@ -145,8 +147,8 @@ def grid() -> Iterator[Grid]:
     tmp = Path(tempfile.mkdtemp(prefix="twisted-patch-tahoe-"))
     intro = Node(tmp / "introducer", tmp)
     store = Node(tmp / "storage0", tmp)
-    intro_port, web, tub = free_port(), free_port(), free_port()
-    g = Grid(tmp, intro, store, intro_port, web, tub)
+    intro_port, web, tub, sftp = free_port(), free_port(), free_port(), free_port()
+    g = Grid(tmp, intro, store, intro_port, web, tub, sftp)
     try:
         # Both node directories at once (each `tahoe create-*` is ~2 s of imports);
         # the storage node learns the introducer's FURL afterwards.
@@ -178,6 +180,7 @@ def grid() -> Iterator[Grid]:
         intro.start()
         _finish(c2, "tahoe create-node")
         set_config(store.cfg, "storage", {"reserved_space": "0"})
+        _enable_sftpd(store)
         g.xtcp_config()
         g.furl = intro.wait_for_file("private/introducer.furl").strip()
         (store.basedir / "private" / "introducers.yaml").write_text(
@@ -191,6 +194,38 @@ def grid() -> Iterator[Grid]:
         remove_tree(tmp)
 
 
+def _enable_sftpd(node: Node) -> None:
+    """[sftpd] with a fresh host key and an (empty) accounts file: enough to listen."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    private = node.basedir / "private"
+    (private / "ssh_host_key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+    )
+    (private / "ssh_host_key.pub").write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+    )
+    (private / "accounts").write_text("")
+    set_config(
+        node.cfg,
+        "sftpd",
+        {
+            "enabled": "true",
+            "host_pubkey_file": "private/ssh_host_key.pub",
+            "host_privkey_file": "private/ssh_host_key",
+            "accounts.file": "private/accounts",
+        },
+    )
+
+
 def _attacks(*keys: str) -> list[Attack]:
     by_key = {a.key: a for a in standard_attacks()}
     return [by_key[k] for k in keys if k in by_key]
@@ -200,7 +235,14 @@ SAME_FAMILY = _attacks(
     "same-plain", "same-reuseaddr", "same-reuseport", "same-reuseaddr-reuseport",
     "wildcard-over-specific", "other-uid-same",
 )
-SHADOWS = _attacks("v6-shadow", "v6-wildcard-shadow", "other-uid-v6-shadow")
+# The IPv6 shadows, with SO_REUSEADDR added on the attacker: a hijack earlier in
+# the module leaves [::1]:P in TIME_WAIT, and a plain bind would then fail
+# with EADDRINUSE -- a "refusal" that proves nothing.  With SO_REUSEADDR only a
+# socket that really holds [::1]:P (a listener, the guard) stops the attacker.
+SHADOWS = [
+    replace(a, key=f"{a.key}+reuseaddr", options=tuple(sorted({*a.options, "reuseaddr"})))
+    for a in _attacks("v6-shadow", "v6-wildcard-shadow", "other-uid-v6-shadow")
+]
 
 
 def _client_running(node: Node, bound: float = 60.0) -> None:
@@ -220,13 +262,13 @@ def _client_running(node: Node, bound: float = 60.0) -> None:
 
 def test_xtcp_listeners_belong_to_the_node(grid: Grid) -> None:
     node = grid.ensure_running()
-    for port in (grid.web, grid.tub):
+    for port in (grid.web, grid.tub, grid.sftp):
         found = listeners_on(port)
         assert (LOOPBACK, port) in {(item.host, item.port) for item in found}, found
         for item in found:
             assert item.pids == (node.pid,), (port, found)
     assert {(item.host, item.port) for item in listeners_of(node.pid)} <= (
-        grid.allowed_listeners(node, grid.web, grid.tub)
+        grid.allowed_listeners(node, grid.web, grid.tub, grid.sftp)
     )
     assert node.url == f"http://127.0.0.1:{grid.web}/"
 
@@ -238,6 +280,7 @@ def test_xtcp_listeners_were_made_by_the_core(grid: Grid) -> None:
     made = exclusive_listener_lines(node.stdout())
     assert f"127.0.0.1:{grid.web}" in made, node.stdout()
     assert f"127.0.0.1:{grid.tub}" in made, node.stdout()
+    assert f"127.0.0.1:{grid.sftp}" in made, node.stdout()
     # The log Tub is Tahoe's own adopted socket: not ours, and the log says so.
     assert not any(line.endswith(f":{logport(node)}") for line in made), made
 
@@ -250,10 +293,20 @@ def test_upload_and_download_through_the_web_port(grid: Grid) -> None:
     assert node.http("GET", f"uri/{cap}") == data
 
 
+def test_sftp_port_serves_ssh(grid: Grid) -> None:
+    """[sftpd]port = xtcp:S:interface=127.0.0.1: the SSH server answers there."""
+    import socket
+
+    grid.ensure_running()
+    with socket.create_connection((LOOPBACK, grid.sftp), timeout=30) as c:
+        banner = c.makefile("rb").readline()
+    assert banner.startswith(b"SSH-2.0-"), banner
+
+
 @pytest.mark.parametrize("attack", SAME_FAMILY, ids=lambda a: a.key)
 def test_same_family_attacks_fail_while_the_node_runs(grid: Grid, attack: Attack) -> None:
     node = grid.ensure_running()
-    for port in (grid.web, grid.tub):
+    for port in (grid.web, grid.tub, grid.sftp):
         outcome = run_attack(attack, port)
         if outcome.result == "n/a":
             pytest.skip(outcome.text)
@@ -319,7 +372,7 @@ def test_launcher_puts_the_log_tub_on_loopback_through_the_core(grid: Grid) -> N
     mine = {(item.host, item.port) for item in listeners_of(node.pid)}
     assert (LOOPBACK, log_tub) in mine
     assert not [address for address in mine if address[0] in ("0.0.0.0", "::")], mine
-    assert mine <= grid.allowed_listeners(node, grid.web, grid.tub, log_tub), mine
+    assert mine <= grid.allowed_listeners(node, grid.web, grid.tub, grid.sftp, log_tub), mine
     assert f"127.0.0.1:{log_tub}" in exclusive_listener_lines(node.stdout())
     # The log Tub really works: a Foolscap client reaches the logport FURL.
     furl = (node.basedir / "private" / "logport.furl").read_text().strip()
@@ -364,12 +417,12 @@ def _start_against_squatter(grid: Grid, squat_port: int) -> FailedStart:
             pytest.fail(f"node still running 60 s after start with {squat_port} taken")
         holders = listeners_on(squat_port)
         kept = bool(holders) and all(item.pids == (squatter.pid,) for item in holders)
-        allowed = {(LOOPBACK, grid.tub)}
+        allowed = {(LOOPBACK, grid.tub), (LOOPBACK, grid.sftp)}
         log_tub = logport(node)  # this run's, if it got that far
         if log_tub is not None:
             allowed.add(("0.0.0.0", log_tub))
         if GUARD_MERGED:
-            allowed.add(("::1", grid.tub))
+            allowed |= {("::1", grid.tub), ("::1", grid.sftp)}
         return FailedStart(
             node.proc.returncode if node.proc else None,
             node.stdout(),
@@ -461,7 +514,7 @@ def test_plain_tcp_tub_port_taken_node_runs_silently(grid: Grid) -> None:
         assert "cannot listen" not in node.stdout()
         assert node.stderr() == ""
         if has_ipv6():
-            shadow = run_attack(_attacks("v6-shadow")[0], grid.web)
+            shadow = run_attack(SHADOWS[0], grid.web)
             assert shadow.result == "hijacked", shadow.text
     finally:
         grid.stop_storage()
