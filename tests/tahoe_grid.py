@@ -3,7 +3,7 @@
 Everything is loopback only and lives in a temporary directory (also HOME).
 Nodes run as ``tahoe run`` subprocesses and are always stopped by pid
 (SIGTERM, then SIGKILL after a bound).  Listener ownership is read from the
-kernel: ``twisted_patch.owner`` when it exists, ``ss -Hltnp`` otherwise.
+kernel: ``twisted_patch.owner`` per port, ``ss -Hltnp`` per process.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from twisted_patch import owner
 
 STOP_BOUND = 15.0  # seconds between SIGTERM and SIGKILL
 START_BOUND = 60.0  # seconds for node.url / a port to appear
@@ -72,14 +74,6 @@ class Seen:
     pids: tuple[int, ...]
 
 
-def _owner_module() -> Any:
-    try:
-        from twisted_patch import owner
-    except ImportError:
-        return None
-    return owner
-
-
 _SS_USER = re.compile(r"pid=(\d+)")
 
 
@@ -105,15 +99,14 @@ def _ss(filter_args: list[str]) -> list[Seen]:
 
 
 def listeners_on(port: int) -> list[Seen]:
-    """Every TCP listener on ``port`` (both families) and the pids holding it."""
-    owner = _owner_module()
-    if owner is not None:
-        return [Seen(item.host, item.port, tuple(item.pids)) for item in owner.listeners(port)]
-    return _ss([f"sport = :{port}"])
+    """Every TCP listener on ``port`` (both families) and the pids holding it
+    (``twisted_patch.owner``: netlink sock_diag, not ss)."""
+    return [Seen(item.host, item.port, tuple(item.pids)) for item in owner.listeners(port)]
 
 
 def listeners_of(pid: int) -> list[Seen]:
-    """Every TCP listener held by process ``pid``."""
+    """Every TCP listener held by process ``pid`` (``ss -Hltnp``: the owner lookup
+    answers per port, this question is per process)."""
     return [item for item in _ss([]) if pid in item.pids]
 
 

@@ -12,7 +12,6 @@ hands the failure to the caller.
 from __future__ import annotations
 
 import gc
-import importlib.util
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,8 +27,6 @@ from twisted.logger import LogEvent, formatEvent, globalLogPublisher  # noqa: E4
 from twisted_patch import ExclusivePort  # noqa: E402
 from twisted_patch.attacks import preclaim_listener  # noqa: E402
 from twisted_patch.tub import listen_on  # noqa: E402
-
-OWNER_MERGED = importlib.util.find_spec("twisted_patch.owner") is not None
 
 
 class Adder(Referenceable):  # type: ignore[misc]
@@ -152,8 +149,7 @@ def test_xtcp_listen_on_taken_port_is_logged_when_it_happens(
         text = formatEvent(lines[0])
         assert f"cannot listen on 127.0.0.1:{port}" in text
         assert "already in use" in text
-        if OWNER_MERGED:
-            assert f"pid {attacker.pid}" in text
+        assert f"already in use by pid {attacker.pid}" in text
         del listener
         gc.collect()
     finally:
@@ -172,8 +168,7 @@ def test_listen_on_taken_port_fails_the_deferred(
         message = str(info.value)
         assert f"127.0.0.1:{port} is already in use" in message
         assert "never falls back" in message
-        if OWNER_MERGED:
-            assert f"pid {attacker.pid}" in message
+        assert f"already in use by pid {attacker.pid}" in message
         assert tub.running
         assert all(listener._lp is None for listener in tub.getListeners())
         gc.collect()

@@ -60,7 +60,6 @@ from tahoe_grid import (  # noqa: E402
 from twisted_patch.attacks import Attack, run_attack, standard_attacks  # noqa: E402
 
 GUARD_MERGED = importlib.util.find_spec("twisted_patch.guard") is not None
-OWNER_MERGED = importlib.util.find_spec("twisted_patch.owner") is not None
 LOOPBACK = "127.0.0.1"
 
 
@@ -99,12 +98,14 @@ class Grid:
             }
         )
 
-    def ensure_running(self) -> Node:
-        """The storage node running on its xtcp ports, connected to its own server."""
+    def ensure_running(self, connected: bool = True) -> Node:
+        """The storage node running on its xtcp ports (and connected to its own
+        storage server, unless ``connected`` is False)."""
         if not self.store.running():
             self.xtcp_config()
             self.store.start()
             self.store.wait_for_file("node.url")
+        if connected:
             self.store.wait_connected()
         return self.store
 
@@ -151,11 +152,12 @@ def grid() -> Iterator[Grid]:
     g = Grid(tmp, intro, store, intro_port, web, tub, sftp)
     try:
         # Both node directories at once (each `tahoe create-*` is ~2 s of imports);
-        # the storage node learns the introducer's FURL afterwards.
+        # the storage node learns the introducer's FURL afterwards.  `tahoe create-*`
+        # takes xtcp strings for --port / --webport as they are (tub.location stays tcp:).
         c1 = _create(
             [
                 "create-introducer",
-                f"--port=tcp:{intro_port}:interface=127.0.0.1",
+                f"--port={_loopback(intro_port)}",
                 f"--location=tcp:127.0.0.1:{intro_port}",
                 str(intro.basedir),
             ],
@@ -165,9 +167,9 @@ def grid() -> Iterator[Grid]:
             [
                 "create-node",
                 "--nickname=storage0",
-                f"--port=tcp:{tub}:interface=127.0.0.1",
+                f"--port={_loopback(tub)}",
                 f"--location=tcp:127.0.0.1:{tub}",
-                f"--webport=tcp:{web}:interface=127.0.0.1",
+                f"--webport={_loopback(web)}",
                 "--shares-needed=1",
                 "--shares-happy=1",
                 "--shares-total=1",
@@ -176,9 +178,10 @@ def grid() -> Iterator[Grid]:
             tmp,
         )
         _finish(c1, "tahoe create-introducer")
-        intro.configure(**{"tub.port": _loopback(intro_port)})
+        assert f"tub.port = {_loopback(intro_port)}" in intro.cfg.read_text()
         intro.start()
         _finish(c2, "tahoe create-node")
+        assert f"web.port = {_loopback(web)}" in store.cfg.read_text()
         set_config(store.cfg, "storage", {"reserved_space": "0"})
         _enable_sftpd(store)
         g.xtcp_config()
@@ -271,6 +274,12 @@ def test_xtcp_listeners_belong_to_the_node(grid: Grid) -> None:
         grid.allowed_listeners(node, grid.web, grid.tub, grid.sftp)
     )
     assert node.url == f"http://127.0.0.1:{grid.web}/"
+    who = subprocess.run(
+        [*_cli(), "who", f"127.0.0.1:{grid.web}"], capture_output=True, text=True, timeout=60
+    )
+    assert who.returncode == 0, who.stderr
+    rows = [line.split() for line in who.stdout.splitlines()[1:]]
+    assert rows and all(row[4] == str(node.pid) for row in rows), who.stdout
 
 
 def test_xtcp_listeners_were_made_by_the_core(grid: Grid) -> None:
@@ -344,9 +353,44 @@ def test_ipv6_shadow_of_the_web_port_fails(grid: Grid, attack: Attack) -> None:
     assert v6 and all(item.pids == (node.pid,) for item in v6), listeners_on(grid.web)
 
 
+# --- twisted-patch verify --node ---------------------------------------------------
+
+
+def _cli() -> list[str]:
+    exe = Path(sys.executable).with_name("twisted-patch")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "twisted_patch"]
+
+
+def _verify(nodedir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*_cli(), "verify", "--node", str(nodedir)], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_verify_node(grid: Grid) -> None:
+    node = grid.ensure_running()
+    ok = _verify(node.basedir)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    # The node dies; node.url and running.process stay behind.  A squatter takes
+    # its web port: what a script reading node.url would now send capabilities to.
+    grid.stop_storage(signal.SIGKILL)
+    assert (node.basedir / "node.url").exists()
+    assert (node.basedir / "running.process").exists()
+    with Squatter(grid.web) as squatter:
+        bad = _verify(node.basedir)
+        assert bad.returncode == 1, bad.stdout + bad.stderr
+        assert f"pid {squatter.pid}" in bad.stdout + bad.stderr
+    node = grid.ensure_running(connected=False)
+    back = _verify(node.basedir)
+    assert back.returncode == 0, back.stdout + back.stderr
+
+
+# --- the log Tub: the listener tahoe.cfg cannot reach ---------------------------
+
+
 def test_log_tub_is_on_all_interfaces_with_plain_tahoe_run(grid: Grid) -> None:
     """What tahoe.cfg cannot reach: Tahoe's log Tub listens on 0.0.0.0, ephemeral port."""
-    node = grid.ensure_running()
+    node = grid.ensure_running(connected=False)
     log_tub = logport(node)
     assert log_tub is not None
     assert ("0.0.0.0", log_tub) in {(item.host, item.port) for item in listeners_of(node.pid)}
@@ -454,7 +498,6 @@ def test_preclaimed_xtcp_web_port_node_fails_to_start(xtcp_web_preclaimed: Faile
     assert f"127.0.0.1:{grid.web}" not in exclusive_listener_lines(r.stdout)
 
 
-@pytest.mark.xfail(not OWNER_MERGED, strict=True, reason="owner lookup not merged")
 def test_preclaimed_xtcp_web_port_message_names_the_holder(
     xtcp_web_preclaimed: FailedStart,
 ) -> None:
@@ -536,56 +579,14 @@ def test_xtcp_tub_port_taken_is_logged_at_error_level(grid: Grid) -> None:
         assert len(lines) == 1, node.stdout()
         assert "[twisted_patch.report#error]" in lines[0]
         assert f"127.0.0.1:{grid.tub} is already in use" in lines[0]
-        if OWNER_MERGED:
-            assert f"pid {squatter.pid}" in lines[0]
+        assert f"already in use by pid {squatter.pid}" in lines[0]
     finally:
         grid.stop_storage()
         squatter.close()
 
 
-# --- twisted-patch verify --node ---------------------------------------------------
-
-
-def _cli() -> list[str]:
-    exe = Path(sys.executable).with_name("twisted-patch")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "twisted_patch"]
-
-
-def _verify_available() -> bool:
-    proc = subprocess.run([*_cli(), "verify", "--help"], capture_output=True, text=True)
-    return proc.returncode == 0
-
-
-def _verify(nodedir: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*_cli(), "verify", "--node", str(nodedir)], capture_output=True, text=True, timeout=60
-    )
-
-
-def test_verify_node(grid: Grid) -> None:
-    if not _verify_available():
-        pytest.skip("verify CLI not merged")
-    node = grid.ensure_running()
-    ok = _verify(node.basedir)
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-    # The node dies; node.url and running.process stay behind.  A squatter takes
-    # its web port: what a script reading node.url would now send capabilities to.
-    grid.stop_storage(signal.SIGKILL)
-    assert (node.basedir / "node.url").exists()
-    assert (node.basedir / "running.process").exists()
-    with Squatter(grid.web) as squatter:
-        bad = _verify(node.basedir)
-        assert bad.returncode == 1, bad.stdout + bad.stderr
-        assert f"pid {squatter.pid}" in bad.stdout + bad.stderr
-    node = grid.ensure_running()
-    back = _verify(node.basedir)
-    assert back.returncode == 0, back.stdout + back.stderr
-
-
 def test_verify_node_after_failed_start_is_an_error(grid: Grid) -> None:
     """After a clean stop there is no pid file: verify refuses (2), never says 0."""
-    if not _verify_available():
-        pytest.skip("verify CLI not merged")
     grid.stop_storage()
     with Squatter(grid.web):
         (grid.store.basedir / "node.url").write_text(f"http://127.0.0.1:{grid.web}/\n")
