@@ -464,9 +464,12 @@ def _start_against_squatter(grid: Grid, squat_port: int) -> FailedStart:
             pytest.fail(f"node still running 60 s after start with {squat_port} taken")
         holders = listeners_on(squat_port)
         kept = bool(holders) and all(item.pids == (squatter.pid,) for item in holders)
-        # The web port fails in privilegedStartService, before the tub and SFTP
-        # listeners start: only Tahoe's log Tub (this run's) may have listened.
-        allowed: set[tuple[str, int]] = set()
+        # Before the node gives up it may have started its other configured
+        # listeners (tub, SFTP; with the guard their [::1] siblings) and Tahoe's
+        # log Tub (this run's): nothing else, and never another web port.
+        allowed = {(LOOPBACK, grid.tub), (LOOPBACK, grid.sftp)}
+        if GUARD_MERGED:
+            allowed |= {("::1", grid.tub), ("::1", grid.sftp)}
         log_tub = logport(node)
         if log_tub is not None:
             allowed.add(("0.0.0.0", log_tub))
