@@ -189,7 +189,9 @@ class Node:
 
         ``command`` replaces ``tahoe`` (e.g. ``python -I -m twisted_patch.tahoe``)."""
         assert self.proc is None or self.proc.poll() is not None, "already running"
-        (self.basedir / "node.url").unlink(missing_ok=True)  # node.url survives a stop
+        # Both survive a stop: remove them so that waiting for them means this run.
+        (self.basedir / "node.url").unlink(missing_ok=True)
+        (self.basedir / "private" / "logport.furl").unlink(missing_ok=True)
         self.runs += 1
         self.stdout_path = self.basedir.parent / f"{self.basedir.name}.{self.runs}.stdout"
         self.stderr_path = self.basedir.parent / f"{self.basedir.name}.{self.runs}.stderr"

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -80,7 +80,6 @@ class Grid:
     tub: int  # Q
     sftp: int  # S: [sftpd]port
     furl: str = ""
-    started: list[Node] = field(default_factory=list)
 
     def xtcp_config(self) -> None:
         self.store.configure(
@@ -121,10 +120,11 @@ class Grid:
         allowed = {(LOOPBACK, p) for p in ports}
         if GUARD_MERGED:
             allowed |= {("::1", p) for p in ports}
+        node.wait_for_file("private/logport.furl")
         log_tub = logport(node)
+        assert log_tub is not None
         if log_tub in ports:
             return allowed
-        assert log_tub is not None, "a running node has written private/logport.furl"
         allowed.add(("0.0.0.0", log_tub))
         return allowed
 
@@ -394,6 +394,7 @@ def test_verify_node(grid: Grid) -> None:
 def test_log_tub_is_on_all_interfaces_with_plain_tahoe_run(grid: Grid) -> None:
     """What tahoe.cfg cannot reach: Tahoe's log Tub listens on 0.0.0.0, ephemeral port."""
     node = grid.ensure_running(connected=False)
+    node.wait_for_file("private/logport.furl")
     log_tub = logport(node)
     assert log_tub is not None
     assert ("0.0.0.0", log_tub) in {(item.host, item.port) for item in listeners_of(node.pid)}
@@ -414,7 +415,8 @@ def test_launcher_puts_the_log_tub_on_loopback_through_the_core(grid: Grid) -> N
     node.wait_connected()
     pidfile = (node.basedir / "running.process").read_text().split()
     assert int(pidfile[0]) == node.pid  # same process, same pid file as `tahoe run`
-    log_tub = node.wait_for_file("private/logport.furl") and logport(node)
+    node.wait_for_file("private/logport.furl")
+    log_tub = logport(node)
     assert log_tub is not None
     mine = {(item.host, item.port) for item in listeners_of(node.pid)}
     assert (LOOPBACK, log_tub) in mine
