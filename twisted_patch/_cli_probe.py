@@ -55,6 +55,32 @@ def _preclaim_row(listen: Any) -> Outcome:
         attacker.close()
 
 
+def _verify_row() -> dict[str, Any]:
+    """A squatter holds the server's port while the server is down; a client checks first."""
+    import os
+
+    from twisted_patch.owner import verify
+
+    row: dict[str, Any] = {
+        "key": "verify-impostor",
+        "attack": "impostor on the port while the server is down (client checks first)",
+    }
+    attacker, port = preclaim_listener("127.0.0.1")
+    try:
+        result = verify("127.0.0.1", port, pid=os.getpid())
+    finally:
+        attacker.close()
+    row["plain"] = {"result": "hijacked", "short": "not detected (no owner check)",
+                    "text": "Twisted has no way for a client to ask who owns a port"}
+    if result:
+        row["xtcp"] = {"result": "hijacked", "short": "NOT detected", "text": result.explain()}
+    else:
+        holder = result.foreign[0].holder() if result.foreign else "someone else"
+        row["xtcp"] = {"result": "refused", "short": "caught by verify (exit 1)",
+                       "text": f"twisted-patch verify: {holder} holds it, not the server"}
+    return row
+
+
 def collect() -> list[dict[str, Any]]:
     from twisted.internet import reactor
 
@@ -91,6 +117,7 @@ def collect() -> list[dict[str, Any]]:
         short = "server fails (CannotListenError)" if refused else _short(outcome)
         row[column] = {"result": outcome.result, "text": outcome.text, "short": short}
     rows.append(row)
+    rows.append(_verify_row())
     return rows
 
 
@@ -115,9 +142,11 @@ def render(rows: list[dict[str, Any]]) -> str:
     reason = can_switch_uid()
     if reason:
         out.append(f"attacks as another user were not run: {reason}.")
-    preclaim = next((r for r in rows if r["key"] == "preclaim"), None)
-    if preclaim is not None:
-        out.append(f"pre-claimed port, twisted-patch says: {preclaim['xtcp']['text']}")
+    for key, what in (("preclaim", "pre-claimed port, twisted-patch says"),
+                      ("verify-impostor", "impostor, the client-side check says")):
+        found = next((r for r in rows if r["key"] == key), None)
+        if found is not None:
+            out.append(f"{what}: {found['xtcp']['text']}")
     if ours_hijacked:
         out.append("NOT PROTECTED against: " + "; ".join(ours_hijacked))
     return "\n".join(out)
