@@ -14,7 +14,7 @@ import sys
 
 from setuptools import Extension, setup
 
-COMMON = ["ext/module.c", "ext/addr.c"]
+COMMON = ["ext/module.c", "ext/addr.c", "ext/probe.c"]
 
 if sys.platform == "win32":
     PLATFORM = ["ext/xbind_win32.c"]

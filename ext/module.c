@@ -535,6 +535,82 @@ static PyObject *py_process_user(PyObject *self, PyObject *args)
     Py_DECREF(uid_obj);
     Py_DECREF(user_obj);
     return result;
+PyDoc_STRVAR(guard_open_doc,
+"guard_open(host, port, family=0) -> handle\n\n"
+"A bound, non-listening guard socket on a numeric address: non-inheritable,\n"
+"non-blocking, IPV6_V6ONLY on IPv6, never SO_REUSEADDR/SO_REUSEPORT\n"
+"(Windows: SO_EXCLUSIVEADDRUSE).  Nobody can bind the address while it is\n"
+"open and connections to it are refused.  The caller owns the handle.");
+
+static PyObject *py_guard_open(PyObject *self, PyObject *args)
+{
+    PyObject *host;
+    long port;
+    int family = AF_UNSPEC;
+    xb_addr addr;
+    xb_sock s;
+    xb_error err = {XB_STAGE_NONE, 0, NULL};
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Ol|i:guard_open", &host, &port, &family))
+        return NULL;
+    if (parse_addr(host, port, family, &addr) != 0)
+        return NULL;
+    if (xb_guard_open(&addr, &s, &err) != 0)
+        return raise_error(&err, &addr);
+    PyObject *result = sock_to_py(s);
+    if (result == NULL)
+        (void)xb_close(s);
+    return result;
+}
+
+PyDoc_STRVAR(probe_doc,
+"probe(handle) -> list of (target, options, outcome, code, detail, address, unavoidable)\n\n"
+"The self-probe: try, on fresh sockets of this process, the binds a same-user\n"
+"attacker would try against the bound socket `handle` (our address read with\n"
+"getsockname).  target: 'same', 'specific', 'wildcard', 'sibling',\n"
+"'sibling-other', 'dualstack'; options: 'SO_REUSEADDR+SO_REUSEPORT' or\n"
+"'none'; outcome: 'refused', 'bound' (the attack works), 'unavailable',\n"
+"'error'; code: the OS error (0 if bound); detail: the failing call;\n"
+"address: '127.0.0.1:80' / '[::1]:80'; unavoidable: True if this OS allows\n"
+"that bind whatever the server does.  Every probe socket is closed before\n"
+"return; none ever listens.");
+
+static PyObject *py_probe(PyObject *self, PyObject *args)
+{
+    xb_sock s;
+    xb_probe_result results[XB_PROBE_MAX];
+    size_t count = 0, i;
+    xb_error err = {XB_STAGE_NONE, 0, NULL};
+    PyObject *list;
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O&:probe", sock_converter, &s))
+        return NULL;
+    if (xb_probe(s, results, XB_PROBE_MAX, &count, &err) != 0)
+        return raise_error(&err, NULL);
+    list = PyList_New(0);
+    if (list == NULL)
+        return NULL;
+    for (i = 0; i < count; i++) {
+        char where[XB_ADDRSTRLEN];
+        char options[96];
+        PyObject *item;
+        if (xb_addr_format(&results[i].addr, where, sizeof(where)) != 0)
+            where[0] = '\0';
+        item = Py_BuildValue("(sssissO)", xb_probe_target_name(results[i].target),
+                             xb_probe_options_text(results[i].options, options, sizeof(options)),
+                             xb_probe_outcome_name(results[i].outcome), results[i].code,
+                             results[i].detail ? results[i].detail : "bind", where,
+                             results[i].unavoidable ? Py_True : Py_False);
+        if (item == NULL || PyList_Append(list, item) != 0) {
+            Py_XDECREF(item);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(item);
+    }
+    return list;
 }
 
 static PyMethodDef native_methods[] = {
@@ -548,6 +624,8 @@ static PyMethodDef native_methods[] = {
     {"strerror", py_strerror, METH_VARARGS, strerror_doc},
     {"listeners", py_listeners, METH_VARARGS, listeners_doc},
     {"process_user", py_process_user, METH_VARARGS, process_user_doc},
+    {"guard_open", py_guard_open, METH_VARARGS, guard_open_doc},
+    {"probe", py_probe, METH_VARARGS, probe_doc},
     {NULL, NULL, 0, NULL}
 };
 

@@ -236,6 +236,92 @@ xb_listener *xb_listeners_add(xb_listeners *list);
 int xb_owner_parse_diag(const void *buf, size_t len, unsigned int seq, int port,
                         xb_listeners *out, xb_error *err);
 #endif
+/* --- address-family guard ----------------------------------------------- */
+
+/*
+ * A guard: a socket bound to addr and NOT listening, that nobody else can
+ * bind over.  Non-inheritable and non-blocking from creation (as
+ * xb_socket_open), IPV6_V6ONLY=1 on AF_INET6, and never SO_REUSEADDR nor
+ * SO_REUSEPORT: on Linux and the BSDs a later bind of the same address (or
+ * of an overlapping wildcard/specific one) conflicts with it whatever
+ * options the later socket sets, and connections to it are refused.
+ * Windows: SO_EXCLUSIVEADDRUSE=1 (a bound socket without it does not stop a
+ * same-user SO_REUSEADDR bind).  listen() may be called on it later (the
+ * guard is then taken over by a listener of this process).
+ * On failure the socket is closed and *out is XB_BADSOCK.
+ */
+int xb_guard_open(const xb_addr *addr, xb_sock *out, xb_error *err);
+
+/*
+ * A plain TCP socket of `family` for the self-probe: non-inheritable,
+ * blocking, no option set.  On failure *out is XB_BADSOCK.
+ */
+int xb_socket_raw(int family, xb_sock *out, xb_error *err);
+
+/* setsockopt(level, name, int value); detail = what. Does not close. */
+int xb_socket_setopt(xb_sock s, int level, int name, int value, const char *what, xb_error *err);
+
+/* --- self-probe (probe.c) ------------------------------------------------ */
+
+/* Which address an attempt binds, relative to the listening socket's own. */
+typedef enum xb_probe_target {
+    XB_PT_SAME = 0,      /* our exact address */
+    XB_PT_SPECIFIC,      /* the loopback address of our family, over our wildcard */
+    XB_PT_WILDCARD,      /* the wildcard of our family, over our specific address */
+    XB_PT_SIBLING,       /* the sibling address: 127.0.0.1<->::1, 0.0.0.0<->[::] (v6-only) */
+    XB_PT_SIBLING_OTHER, /* the sibling family's other overlap: [::] for 127.0.0.1, [::1] for 0.0.0.0 ... */
+    XB_PT_DUALSTACK,     /* a dual-stack [::] socket (IPV6_V6ONLY=0), covering both families */
+    XB_PT_COUNT
+} xb_probe_target;
+
+/* Options an attempt sets before bind(); a bitmask. */
+#define XB_PO_REUSEADDR        0x1u
+#define XB_PO_REUSEPORT        0x2u  /* only where SO_REUSEPORT exists */
+#define XB_PO_REUSEPORT_LB     0x4u  /* FreeBSD's SO_REUSEPORT_LB */
+#define XB_PO_EXCLUSIVEADDRUSE 0x8u  /* Windows only */
+
+typedef enum xb_probe_outcome {
+    XB_PROBE_REFUSED = 0, /* bind failed with EADDRINUSE/EACCES: the port is protected */
+    XB_PROBE_BOUND,       /* bind SUCCEEDED: an attacker could do the same (socket closed at once) */
+    XB_PROBE_UNAVAILABLE, /* the family or address does not exist here (EAFNOSUPPORT, EADDRNOTAVAIL) */
+    XB_PROBE_ERROR,       /* anything else (code says what); not a verdict */
+    XB_PROBE_OUTCOME_COUNT
+} xb_probe_outcome;
+
+typedef struct xb_probe_result {
+    xb_probe_target target;
+    unsigned options;         /* XB_PO_* */
+    xb_probe_outcome outcome;
+    int code;                 /* errno / WSA error of the failing call, 0 when bound */
+    const char *detail;       /* the failing call ("bind", "SO_REUSEPORT", "socket"), or "bind" */
+    int nested;               /* 1: a different address overlapping ours (specific over wildcard or back) */
+    int unavoidable;          /* 1: this OS allows it whatever the server does (see xb_probe_unavoidable) */
+    xb_addr addr;             /* the address the attempt bound or tried */
+} xb_probe_result;
+
+/* Upper bound on the number of attempts one probe makes. */
+#define XB_PROBE_MAX 48
+
+/*
+ * Try, on fresh sockets of this process, the binds a same-user attacker
+ * would try against the listening socket `listening` (any TCP socket bound
+ * to an IPv4 or IPv6 address; the probe reads its address with
+ * getsockname).  Every attempt's socket is closed before the next one; a
+ * bind that succeeds is never followed by listen().  Results go to
+ * out[0..*count-1] (cap entries; XB_PROBE_MAX is always enough).
+ * Returns -1 only if the listening socket's address cannot be read.
+ */
+int xb_probe(xb_sock listening, xb_probe_result *out, size_t cap, size_t *count, xb_error *err);
+
+/* 1 if this OS lets a same-uid process make this bind whatever options the
+ * server sets (the per-platform table in probe.c), else 0. */
+int xb_probe_unavoidable(xb_probe_target target, unsigned options, int nested);
+
+/* "same", "specific", ... / "refused", "bound", ... ; never NULL. */
+const char *xb_probe_target_name(int target);
+const char *xb_probe_outcome_name(int outcome);
+/* "SO_REUSEADDR+SO_REUSEPORT" or "none" into buf. Returns buf. */
+char *xb_probe_options_text(unsigned options, char *buf, size_t len);
 
 #ifdef __cplusplus
 }

@@ -205,3 +205,84 @@ int xb_socket_options(xb_sock s, xb_sockopts *out, xb_error *err)
     out->nonblocking = (flflags & O_NONBLOCK) != 0;
     return 0;
 }
+
+int xb_socket_setopt(xb_sock s, int level, int name, int value, const char *what, xb_error *err)
+{
+    return set_int_option(s, level, name, value, what, err);
+}
+
+/* socket() made non-inheritable (and optionally non-blocking) from the start. */
+static int open_cloexec(int family, int nonblocking, int *out, xb_error *err)
+{
+    int fd;
+
+    *out = -1;
+#if defined(SOCK_CLOEXEC) && defined(SOCK_NONBLOCK)
+    fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), IPPROTO_TCP);
+    if (fd < 0)
+        return fail(err, XB_STAGE_SOCKET, errno, "socket");
+#else
+    fd = socket(family, SOCK_STREAM, IPPROTO_TCP);
+    if (fd < 0)
+        return fail(err, XB_STAGE_SOCKET, errno, "socket");
+    {
+        int fdflags = fcntl(fd, F_GETFD);
+        if (fdflags < 0 || fcntl(fd, F_SETFD, fdflags | FD_CLOEXEC) < 0) {
+            int e = errno;
+            (void)close(fd);
+            return fail(err, XB_STAGE_OPTION, e, "FD_CLOEXEC");
+        }
+        if (nonblocking) {
+            int flflags = fcntl(fd, F_GETFL);
+            if (flflags < 0 || fcntl(fd, F_SETFL, flflags | O_NONBLOCK) < 0) {
+                int e = errno;
+                (void)close(fd);
+                return fail(err, XB_STAGE_OPTION, e, "O_NONBLOCK");
+            }
+        }
+    }
+#endif
+    *out = fd;
+    return 0;
+}
+
+int xb_socket_raw(int family, xb_sock *out, xb_error *err)
+{
+    if (out == NULL)
+        return fail(err, XB_STAGE_SOCKET, EINVAL, "no output socket");
+    *out = XB_BADSOCK;
+    if (family != AF_INET && family != AF_INET6)
+        return fail(err, XB_STAGE_SOCKET, EAFNOSUPPORT, "socket");
+    return open_cloexec(family, 0, out, err);
+}
+
+int xb_guard_open(const xb_addr *addr, xb_sock *out, xb_error *err)
+{
+    int fd, family;
+
+    if (out == NULL || addr == NULL)
+        return fail(err, XB_STAGE_SOCKET, EINVAL, "no address or output socket");
+    *out = XB_BADSOCK;
+    family = xb_addr_family(addr);
+    if (family != AF_INET && family != AF_INET6)
+        return fail(err, XB_STAGE_SOCKET, EAFNOSUPPORT, "socket");
+    if (open_cloexec(family, 1, &fd, err) != 0)
+        return -1;
+    /* No SO_REUSEADDR, no SO_REUSEPORT: a bound socket without them
+     * conflicts with every later overlapping bind, whatever its options. */
+    if (family == AF_INET6 &&
+        set_int_option(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1, "IPV6_V6ONLY", err) != 0)
+        goto fail_close;
+    if (xb_socket_bind(fd, addr, err) != 0)
+        goto fail_close;
+    *out = fd;
+    return 0;
+
+fail_close:
+    {
+        int e = errno;
+        (void)close(fd);
+        errno = e;
+    }
+    return -1;
+}

@@ -257,3 +257,85 @@ int xb_socket_options(xb_sock s, xb_sockopts *out, xb_error *err)
     out->inheritable = (flags & HANDLE_FLAG_INHERIT) != 0;
     return 0;
 }
+
+int xb_socket_setopt(xb_sock s, int level, int name, int value, const char *what, xb_error *err)
+{
+    return set_int_option(s, level, name, value, what, err);
+}
+
+/* A TCP socket that child processes never inherit. */
+static int open_noinherit(int family, SOCKET *out, xb_error *err)
+{
+    SOCKET s;
+
+    *out = INVALID_SOCKET;
+    if (xb_startup(err) != 0)
+        return -1;
+    s = WSASocketW(family, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
+                   WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+    if (s == INVALID_SOCKET) {
+        int e = WSAGetLastError();
+        if (e != WSAEINVAL)
+            return fail(err, XB_STAGE_SOCKET, e, "WSASocketW");
+        s = WSASocketW(family, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED);
+        if (s == INVALID_SOCKET)
+            return fail(err, XB_STAGE_SOCKET, WSAGetLastError(), "WSASocketW");
+        if (!SetHandleInformation((HANDLE)s, HANDLE_FLAG_INHERIT, 0)) {
+            int e2 = (int)GetLastError();
+            closesocket(s);
+            return fail(err, XB_STAGE_OPTION, e2, "SetHandleInformation");
+        }
+    }
+    *out = s;
+    return 0;
+}
+
+int xb_socket_raw(int family, xb_sock *out, xb_error *err)
+{
+    if (out == NULL)
+        return fail(err, XB_STAGE_SOCKET, WSAEINVAL, "no output socket");
+    *out = XB_BADSOCK;
+    if (family != AF_INET && family != AF_INET6)
+        return fail(err, XB_STAGE_SOCKET, WSAEAFNOSUPPORT, "WSASocketW");
+    return open_noinherit(family, out, err);
+}
+
+int xb_guard_open(const xb_addr *addr, xb_sock *out, xb_error *err)
+{
+    SOCKET s;
+    int family;
+    u_long nonblocking = 1;
+
+    if (out == NULL || addr == NULL)
+        return fail(err, XB_STAGE_SOCKET, WSAEINVAL, "no address or output socket");
+    *out = XB_BADSOCK;
+    family = xb_addr_family(addr);
+    if (family != AF_INET && family != AF_INET6)
+        return fail(err, XB_STAGE_SOCKET, WSAEAFNOSUPPORT, "WSASocketW");
+    if (open_noinherit(family, &s, err) != 0)
+        return -1;
+    if (family == AF_INET6 &&
+        set_int_option(s, IPPROTO_IPV6, IPV6_V6ONLY, 1, "IPV6_V6ONLY", err) != 0)
+        goto fail_close;
+    /* Windows lets a same-user socket bind over a plain bound socket
+     * (specific over wildcard, or SO_REUSEADDR on the same address):
+     * only SO_EXCLUSIVEADDRUSE, set before bind(), stops every later bind. */
+    if (set_int_option(s, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, 1, "SO_EXCLUSIVEADDRUSE", err) != 0)
+        goto fail_close;
+    if (ioctlsocket(s, FIONBIO, &nonblocking) != 0) {
+        fail(err, XB_STAGE_OPTION, WSAGetLastError(), "FIONBIO");
+        goto fail_close;
+    }
+    if (xb_socket_bind(s, addr, err) != 0)
+        goto fail_close;
+    *out = s;
+    return 0;
+
+fail_close:
+    {
+        int e = WSAGetLastError();
+        closesocket(s);
+        WSASetLastError(e);
+    }
+    return -1;
+}
