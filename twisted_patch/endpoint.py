@@ -15,10 +15,8 @@ from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStrea
 from zope.interface import implementer
 
 from twisted_patch import _native
-from twisted_patch.errors import format_address
-from twisted_patch.port import ExclusivePort, port_class_for
-from twisted_patch.report import log_listen_failure
-from twisted_patch.retry import check_retry, connect_probe, default_retry, listen_with_retry
+from twisted_patch.guard import check_guard, check_probe, resolve_guard
+from twisted_patch.port import ExclusivePort
 
 DEFAULT_BACKLOG = 50
 MAX_BACKLOG = 2**31 - 1
@@ -92,7 +90,9 @@ class ExclusiveTCPServerEndpoint:
     """A TCP server endpoint whose ports come from the exclusive-bind core.
 
     ``interface`` is a numeric IPv4 or IPv6 address; the address family
-    follows it ('' is 0.0.0.0).  Invalid arguments raise ``ValueError`` here;
+    follows it ('' is 0.0.0.0).  ``guard`` (serve/refuse/no, None: the
+    address's default) and ``probe`` (strict/warn/off) are described in
+    :mod:`twisted_patch.guard`.  Invalid arguments raise ``ValueError`` here;
     failures to listen arrive as a ``CannotListenError`` errback of ``listen``.
     """
 
@@ -102,14 +102,16 @@ class ExclusiveTCPServerEndpoint:
         port: int,
         backlog: int = DEFAULT_BACKLOG,
         interface: str = "",
-        retry: float | None = None,
+        guard: str | None = None,
+        probe: str | None = None,
     ) -> None:
         self._reactor = reactor
         self._port = check_port(port)
         self._backlog = check_backlog(backlog)
         self._family, self._interface = check_interface(interface)
-        # seconds to retry a bind refused while nobody listens (TIME_WAIT); see retry.py
-        self._retry = default_retry() if retry is None else check_retry(retry)
+        self._guard = check_guard(guard)
+        self._probe = check_probe(probe)
+        resolve_guard(self._guard, self._family, self._interface)  # ValueError now, not later
 
     @property
     def interface(self) -> str:
@@ -119,40 +121,22 @@ class ExclusiveTCPServerEndpoint:
     def port(self) -> int:
         return self._port
 
-    @property
-    def retry(self) -> float:
-        return self._retry
-
     def listen(self, protocolFactory: IProtocolFactory) -> defer.Deferred[IListeningPort]:
-        def attempt() -> IListeningPort:
-            return listen_exclusive(
-                self._port,
-                protocolFactory,
-                backlog=self._backlog,
-                interface=self._interface,
-                reactor=self._reactor,
-            )
-
-        d: defer.Deferred[IListeningPort]
-        if self._retry <= 0 or self._port == 0:
-            d = defer.execute(attempt)
-        else:
-            d = listen_with_retry(
-                self._reactor,
-                attempt,
-                lambda: connect_probe(self._reactor, self._interface, self._port, self._family),
-                self._retry,
-                format_address(self._interface, self._port),
-            )
-        # Logged here, then passed on: callers that add no errback (Foolscap's
-        # Listener, so Tahoe's tub.port) would otherwise fail silently.
-        d.addErrback(log_listen_failure, self._interface, self._port)
-        return d
+        return defer.execute(
+            listen_exclusive,
+            self._port,
+            protocolFactory,
+            backlog=self._backlog,
+            interface=self._interface,
+            reactor=self._reactor,
+            guard=self._guard,
+            probe=self._probe,
+        )
 
     def __repr__(self) -> str:
         return (
             f"<ExclusiveTCPServerEndpoint {self._interface}:{self._port} "
-            f"backlog={self._backlog} retry={self._retry:g}>"
+            f"backlog={self._backlog} guard={self._guard or 'default'} probe={self._probe}>"
         )
 
 
@@ -162,18 +146,23 @@ def listen_exclusive(
     backlog: int = DEFAULT_BACKLOG,
     interface: str = "",
     reactor: Any | None = None,
+    guard: str | None = None,
+    probe: str | None = None,
 ) -> ExclusivePort:
-    """Listen now, like ``reactor.listenTCP``; raises ``CannotListenError``."""
+    """Listen now, like ``reactor.listenTCP``; raises ``CannotListenError``.
+
+    ``guard`` and ``probe`` as for :class:`ExclusivePort`.
+    """
     if reactor is None:
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
-    p = port_class_for(reactor)(port, factory, backlog, interface, reactor)
+    p = ExclusivePort(port, factory, backlog, interface, reactor, guard=guard, probe=probe)
     p.startListening()
-    return p  # type: ignore[no-any-return]
+    return p
 
 
-_KNOWN = ("port", "interface", "backlog", "retry")
+_KNOWN = ("port", "interface", "backlog", "guard", "probe")
 
 
 def parse_server_description(
@@ -204,8 +193,13 @@ def parse_server_description(
         raise ValueError(f"{prefix}: interface {interface_text!r} is not an IPv6 address")
     backlog = check_backlog(kwargs.get("backlog", DEFAULT_BACKLOG))
     fields: dict[str, Any] = {"port": port, "interface": interface, "backlog": backlog}
-    if "retry" in kwargs:
-        fields["retry"] = check_retry(kwargs["retry"])
+    try:
+        if "guard" in kwargs:
+            fields["guard"] = check_guard(kwargs["guard"])
+        if "probe" in kwargs:
+            fields["probe"] = check_probe(kwargs["probe"])
+    except ValueError as e:
+        raise ValueError(f"{prefix}: {e}") from None
     return fields
 
 
