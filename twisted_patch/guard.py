@@ -166,8 +166,18 @@ class ProbeAttempt:
 
 
 def run_probe(handle: int) -> list[ProbeAttempt]:
-    """The core's self-probe on any bound (normally listening) socket handle."""
-    return [ProbeAttempt(*row) for row in _native.probe(handle)]
+    """The core's self-probe on any bound (normally listening) socket handle.
+
+    ValueError if the socket is not bound to an IPv4/IPv6 address and port;
+    ``_native.BindError`` if its address cannot be read.
+    """
+    try:
+        rows = _native.probe(handle)
+    except _native.BindError as e:
+        if e.detail != "getsockname":
+            raise ValueError(f"cannot probe socket {handle}: {e.detail}") from None
+        raise
+    return [ProbeAttempt(*row) for row in rows]
 
 
 @dataclass(frozen=True)
