@@ -16,7 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet import defer, protocol
 from twisted.internet import reactor as _reactor
@@ -27,7 +27,7 @@ NOBODY = 65534
 SAFETY_ITERATIONS = 20000  # a hang guard, not a timing assertion
 
 
-def wait(d: "defer.Deferred[Any]") -> Any:
+def wait(d: defer.Deferred[Any]) -> Any:
     """Iterate the reactor until d fires; return its result or raise its failure."""
     box: list[Any] = []
     d.addBoth(box.append)
@@ -122,7 +122,8 @@ def can_bind(host: str, port: int, reuseaddr: bool = False) -> bool:
 
 ATTACKER = r"""
 import socket, sys
-host, port, reuseaddr, reuseport = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4] == "1"
+host, port = sys.argv[1], int(sys.argv[2])
+reuseaddr, reuseport = sys.argv[3] == "1", sys.argv[4] == "1"
 fam = socket.AF_INET6 if ":" in host else socket.AF_INET
 s = socket.socket(fam, socket.SOCK_STREAM)
 if fam == socket.AF_INET6:
@@ -146,7 +147,7 @@ while True:
 """
 
 
-def setpriv_available() -> Optional[str]:
+def setpriv_available() -> str | None:
     """None if we can run a process as another uid, else the reason we cannot."""
     if os.geteuid() != 0:
         return "not root: cannot start a process as another uid"
@@ -159,7 +160,7 @@ class Attacker:
     """A subprocess that tries to take host:port; ended by its pid."""
 
     def __init__(
-        self, host: str, port: int, reuseaddr: bool, reuseport: bool, uid: Optional[int] = None
+        self, host: str, port: int, reuseaddr: bool, reuseport: bool, uid: int | None = None
     ) -> None:
         argv = [sys.executable, "-I", "-S", "-c", ATTACKER, host, str(port),
                 "1" if reuseaddr else "0", "1" if reuseport else "0"]

@@ -123,6 +123,7 @@ class ExclusivePort(tcp.Port):
     _guard: _Guard | None = None
     _key: Key | None = None
     _guard_owner: ExclusivePort | None = None  # set on a serve-mode sibling
+    _sibling_absent = False  # the sibling family/address does not exist on this host
 
     def __init__(
         self,
@@ -169,6 +170,7 @@ class ExclusivePort(tcp.Port):
         attempts = _guard_mod.PORT_ZERO_ATTEMPTS if self.port == 0 else 1
         taken_from: ExclusivePort | None = None
         for attempt in range(1, attempts + 1):
+            self._sibling_absent = False
             skt, taken_from = self._open_primary(family, host)
             real = skt.getsockname()[1]
             try:
@@ -276,9 +278,11 @@ class ExclusivePort(tcp.Port):
         except _native.BindError as e:
             code = e.errno if e.errno is not None else 0
             if code in _NO_STACK:
+                self._sibling_absent = True
                 log.warn(
                     "twisted-patch: no guard for {sibling} ({reason}): this host has no "
-                    "{family_name} here, so nobody can listen there either",
+                    "{family_name} address there, so nobody can be reached there either; "
+                    "if it appears later, restart this server to guard it",
                     sibling=_format(shost, port),
                     reason=e.strerror,
                     errno=code,
@@ -349,10 +353,13 @@ class ExclusivePort(tcp.Port):
         except _native.BindError as e:
             raise cannot_listen(host, port, e, e.stage) from None
         self.probe_results = results
-        verdict = _guard_mod.judge(results, mode)
+        # Without a sibling address on this host there is nothing to guard;
+        # binds of that family's other addresses are reported, not fatal.
+        verdict = _guard_mod.judge(results, "no" if self._sibling_absent else mode)
         if self.probe_mode == "strict" and verdict.fatal:
             raise _guard_mod.hijackable_error(host, port, verdict.fatal)
-        _guard_mod.report(verdict, self.probe_mode, host, port, mode)
+        label = "no (the other family is absent here)" if self._sibling_absent else mode
+        _guard_mod.report(verdict, self.probe_mode, host, port, label)
 
     # --- stopping -----------------------------------------------------------
 
@@ -397,6 +404,12 @@ class ExclusivePort(tcp.Port):
         try:
             super().connectionLost(reason)
         finally:
+            owner = self._guard_owner
+            if owner is not None and owner._guard is not None and owner._guard.port is self:
+                # a serve-mode sibling stopped on its own: its owner has no guard now
+                _guards.pop(owner._guard.key, None)
+                owner._guard = None
+                owner.sibling = None
             if key is not None and _listeners.get(key) is self:
                 del _listeners[key]
                 self._key = None
