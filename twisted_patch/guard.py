@@ -230,13 +230,29 @@ def report(
             attacks=[a.describe() for a in verdict.fatal],
             probe=mode,
         )
-    if verdict.unavoidable:
+    # A specific address over our wildcard takes that address's traffic from
+    # us; a wildcard over our specific address only gets other addresses' traffic.
+    shadowing = [
+        a
+        for a in verdict.unavoidable
+        if a.target == "specific" or (a.target == "sibling-other" and interface in _WILDCARDS)
+    ]
+    beside = [a for a in verdict.unavoidable if a not in shadowing]
+    if shadowing:
         log.warn(
-            "twisted-patch: on this OS another process of the same user can bind an address "
-            "overlapping {address} whatever options we set: {attacks}. Remedy: listen on the "
-            "specific address clients use (e.g. 127.0.0.1) instead of a wildcard.",
+            "twisted-patch: on this OS another process of the same user can bind a specific "
+            "address inside {address} whatever options we set: {attacks}. Remedy: listen on "
+            "the specific address clients use (e.g. 127.0.0.1) instead of a wildcard.",
             address=address,
-            attacks=[a.describe() for a in verdict.unavoidable],
+            attacks=[a.describe() for a in shadowing],
+            probe=mode,
+        )
+    if beside:
+        log.info(
+            "twisted-patch: on this OS another process of the same user can bind a wildcard "
+            "over {address}: {attacks}; it receives only traffic for other addresses.",
+            address=address,
+            attacks=[a.describe() for a in beside],
             probe=mode,
         )
     if verdict.unguarded:
