@@ -42,10 +42,6 @@ PLAIN_TWISTED_LINUX = {
     "other-uid-v6-shadow": "hijacked",
 }
 
-# Attacks that need the address-family guard (issue 4) to be stopped.
-NEEDS_GUARD = {"v6-shadow", "v6-wildcard-shadow", "v6-over-v4-wildcard", "other-uid-v6-shadow"}
-
-
 def _servers(reactor: Any, kind: str) -> tuple[Any, Any]:
     host = "127.0.0.1" if kind == "loopback" else "0.0.0.0"
     factory = Factory.forProtocol(Protocol)
@@ -80,8 +76,6 @@ def test_attack_against_plain_twisted_and_xtcp(
         assert plain_outcome.detail["accepted"], plain_outcome.detail
 
     ours_outcome = run_attack(attack, ours.getHost().port)
-    if attack.key in NEEDS_GUARD:
-        pytest.xfail("the address-family guard is not implemented yet")
     assert ours_outcome.result == "refused", ours_outcome.text
 
 
