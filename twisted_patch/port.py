@@ -365,7 +365,7 @@ class ExclusivePort(tcp.Port):
 
     def _release_socket(self) -> socket.socket:
         """Stop serving and hand the (still listening) socket over, without closing it."""
-        self.stopReading()
+        tcp.Port.stopReading(self)
         skt: socket.socket = self.socket
         self._realPortNumber = None
         self.connected = False
@@ -380,7 +380,7 @@ class ExclusivePort(tcp.Port):
         self, connDone: failure.Failure = _CONNECTION_DONE
     ) -> defer.Deferred[None] | None:
         """Stop listening; with a guard, the Deferred fires once both sockets are closed."""
-        d: defer.Deferred[None] | None = super().loseConnection(connDone)
+        d: defer.Deferred[None] | None = tcp.Port.loseConnection(self, connDone)
         held = self._guard
         if held is None or not self.connected:
             return d
@@ -402,7 +402,7 @@ class ExclusivePort(tcp.Port):
     def connectionLost(self, reason: failure.Failure) -> None:
         key = self._key
         try:
-            super().connectionLost(reason)
+            tcp.Port.connectionLost(self, reason)
         finally:
             owner = self._guard_owner
             if owner is not None and owner._guard is not None and owner._guard.port is self:
