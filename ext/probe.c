@@ -71,15 +71,23 @@
  * whenever it sets SO_REUSEADDR or SO_REUSEPORT.  The only remedy is to
  * listen on the specific address itself.
  *
- * Windows: none; SO_EXCLUSIVEADDRUSE on our socket (and on the guard)
- * refuses every later bind.
+ * Windows (Microsoft's bind table, "Sharing Transport Addresses", and Wine,
+ * tests/test_guard_c.py): SO_EXCLUSIVEADDRUSE on our socket (and on the
+ * guard) refuses every later bind of our address and of any specific address
+ * inside our wildcard -- but a *wildcard* bind over our specific address
+ * succeeds for the same user with no option or SO_REUSEADDR.  Such a socket
+ * receives only traffic for other addresses (the specific binding wins).
  */
 int xb_probe_unavoidable(xb_probe_target target, unsigned options, int nested)
 {
 #if defined(__APPLE__) || defined(__FreeBSD__) || defined(__NetBSD__) || \
     defined(__OpenBSD__) || defined(__DragonFly__)
     (void)target;
-    return nested && (options & (XB_PO_REUSEADDR | XB_PO_REUSEPORT | XB_PO_REUSEPORT_LB)) != 0;
+    return nested != XB_NEST_NONE &&
+           (options & (XB_PO_REUSEADDR | XB_PO_REUSEPORT | XB_PO_REUSEPORT_LB)) != 0;
+#elif defined(_WIN32)
+    (void)target;
+    return nested == XB_NEST_WILDCARD_OVER_SPECIFIC && (options & XB_PO_EXCLUSIVEADDRUSE) == 0;
 #else
     (void)target;
     (void)options;
@@ -309,13 +317,14 @@ int xb_probe(xb_sock listening, xb_probe_result *out, size_t cap, size_t *count,
     targets[ntargets].target = XB_PT_SAME;
     targets[ntargets].addr = ours;
     targets[ntargets].v6only = 1;
-    targets[ntargets].nested = 0;
+    targets[ntargets].nested = XB_NEST_NONE;
     ntargets++;
     /* an overlapping address of our family */
     if (make_addr(family, wild, port, &targets[ntargets].addr) == 0) {
         targets[ntargets].target = wild ? XB_PT_SPECIFIC : XB_PT_WILDCARD;
         targets[ntargets].v6only = 1;
-        targets[ntargets].nested = 1;
+        targets[ntargets].nested = wild ? XB_NEST_SPECIFIC_OVER_WILDCARD
+                                        : XB_NEST_WILDCARD_OVER_SPECIFIC;
         ntargets++;
     }
     /* the other family: only 127.0.0.1, ::1 and the wildcards have a sibling */
@@ -324,13 +333,15 @@ int xb_probe(xb_sock listening, xb_probe_result *out, size_t cap, size_t *count,
         if (make_addr(sibling_family, !wild, port, &targets[ntargets].addr) == 0) {
             targets[ntargets].target = XB_PT_SIBLING;
             targets[ntargets].v6only = 1;
-            targets[ntargets].nested = 0;
+            targets[ntargets].nested = XB_NEST_NONE;
             ntargets++;
         }
         if (make_addr(sibling_family, wild, port, &targets[ntargets].addr) == 0) {
             targets[ntargets].target = XB_PT_SIBLING_OTHER;
             targets[ntargets].v6only = 1;
-            targets[ntargets].nested = 1;
+            /* against the guard: [::1] inside a [::] guard, or [::] over a [::1] one */
+            targets[ntargets].nested = wild ? XB_NEST_SPECIFIC_OVER_WILDCARD
+                                            : XB_NEST_WILDCARD_OVER_SPECIFIC;
             ntargets++;
         }
     }
@@ -338,7 +349,7 @@ int xb_probe(xb_sock listening, xb_probe_result *out, size_t cap, size_t *count,
     if (make_addr(AF_INET6, 0, port, &targets[ntargets].addr) == 0) {
         targets[ntargets].target = XB_PT_DUALSTACK;
         targets[ntargets].v6only = 0;
-        targets[ntargets].nested = !wild;
+        targets[ntargets].nested = wild ? XB_NEST_NONE : XB_NEST_WILDCARD_OVER_SPECIFIC;
         ntargets++;
     }
 

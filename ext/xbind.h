@@ -288,13 +288,18 @@ typedef enum xb_probe_outcome {
     XB_PROBE_OUTCOME_COUNT
 } xb_probe_outcome;
 
+/* How an attempt's address relates to the bound address it collides with. */
+#define XB_NEST_NONE 0                   /* the same address */
+#define XB_NEST_SPECIFIC_OVER_WILDCARD 1 /* e.g. 127.0.0.1 over 0.0.0.0: takes that address's traffic */
+#define XB_NEST_WILDCARD_OVER_SPECIFIC 2 /* e.g. 0.0.0.0 over 127.0.0.1: gets other addresses' traffic */
+
 typedef struct xb_probe_result {
     xb_probe_target target;
     unsigned options;         /* XB_PO_* */
     xb_probe_outcome outcome;
     int code;                 /* errno / WSA error of the failing call, 0 when bound */
     const char *detail;       /* the failing call ("bind", "SO_REUSEPORT", "socket"), or "bind" */
-    int nested;               /* 1: a different address overlapping ours (specific over wildcard or back) */
+    int nested;               /* XB_NEST_*: how the attempt's address overlaps the one it collides with */
     int unavoidable;          /* 1: this OS allows it whatever the server does (see xb_probe_unavoidable) */
     xb_addr addr;             /* the address the attempt bound or tried */
 } xb_probe_result;
@@ -314,7 +319,7 @@ typedef struct xb_probe_result {
 int xb_probe(xb_sock listening, xb_probe_result *out, size_t cap, size_t *count, xb_error *err);
 
 /* 1 if this OS lets a same-uid process make this bind whatever options the
- * server sets (the per-platform table in probe.c), else 0. */
+ * server sets (the per-platform table in probe.c), else 0.  nested: XB_NEST_*. */
 int xb_probe_unavoidable(xb_probe_target target, unsigned options, int nested);
 
 /* "same", "specific", ... / "refused", "bound", ... ; never NULL. */
