@@ -535,6 +535,8 @@ static PyObject *py_process_user(PyObject *self, PyObject *args)
     Py_DECREF(uid_obj);
     Py_DECREF(user_obj);
     return result;
+}
+
 PyDoc_STRVAR(guard_open_doc,
 "guard_open(host, port, family=0) -> handle\n\n"
 "A bound, non-listening guard socket on a numeric address: non-inheritable,\n"

@@ -236,6 +236,7 @@ xb_listener *xb_listeners_add(xb_listeners *list);
 int xb_owner_parse_diag(const void *buf, size_t len, unsigned int seq, int port,
                         xb_listeners *out, xb_error *err);
 #endif
+
 /* --- address-family guard ----------------------------------------------- */
 
 /*

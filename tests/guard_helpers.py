@@ -18,28 +18,19 @@ import subprocess
 import sys
 from typing import Any
 
+from conftest import wait_for
 from twisted.internet import defer, protocol
 from twisted.internet import reactor as _reactor
 
 reactor: Any = _reactor
 
 NOBODY = 65534
-SAFETY_ITERATIONS = 20000  # a hang guard, not a timing assertion
+SAFETY_ITERATIONS = 20000  # a hang guard for fetch(), not a timing assertion
 
 
 def wait(d: defer.Deferred[Any]) -> Any:
-    """Iterate the reactor until d fires; return its result or raise its failure."""
-    box: list[Any] = []
-    d.addBoth(box.append)
-    for _ in range(SAFETY_ITERATIONS):
-        if box:
-            break
-        reactor.iterate(0.005)
-    assert box, "Deferred did not fire"
-    result = box[0]
-    if hasattr(result, "raiseException"):
-        result.raiseException()
-    return result
+    """Iterate the reactor until d fires (conftest.wait_for); its result or failure."""
+    return wait_for(d)
 
 
 class Hello(protocol.Protocol):

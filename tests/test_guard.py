@@ -79,11 +79,17 @@ def test_guard_blocks_sibling_attacker(
 
     # 1. A plain Twisted port does not protect the other family: the attacker
     #    listens on it and a client of `localhost` over that family reaches it.
-    plain = reactor.listenTCP(0, hello_factory(b"plain"), interface=ours)
-    cleanup.append(plain)
-    p = plain.getHost().port
-    a = Attacker(attack, p, reuseaddr, reuseport, uid)
-    cleanup.append(a)
+    #    (Other programs on a busy host may hold the OS-chosen number in the
+    #    other family: then try a fresh port, a few times.)
+    for _ in range(5):
+        plain = reactor.listenTCP(0, hello_factory(b"plain"), interface=ours)
+        cleanup.append(plain)
+        p = plain.getHost().port
+        a = Attacker(attack, p, reuseaddr, reuseport, uid)
+        cleanup.append(a)
+        if a.listening:
+            break
+        wait(plain.stopListening())
     assert a.listening, f"attacker could not shadow a plain Twisted port: {a.status}"
     assert fetch(client, p) == b"attacker"
     a.stop()
@@ -260,7 +266,9 @@ def test_port_zero_retries_when_sibling_number_taken(
     finally:
         globalLogPublisher.removeObserver(events.append)
         holder.close()
-    assert calls == [0, 0]
+    # the second call gets a fresh OS-chosen port (a third one if, on this busy
+    # machine, that number was taken on ::1 as well)
+    assert len(calls) >= 2 and set(calls) == {0}
     p = mine.getHost().port
     assert p != taken and mine.sibling is not None and mine.sibling.getHost().port == p
     retry = [e for e in events if e.get("port") == taken and "attempt" in e]

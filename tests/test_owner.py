@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import wait_for
 from owner_helpers import (
     IS_ROOT,
     NOBODY,
@@ -401,7 +402,7 @@ def test_check_exclusive() -> None:
         assert owner.check_exclusive(port) == []  # only ourselves
         assert owner.who("127.0.0.1", port.getHost().port)[0].pids == (os.getpid(),)
     finally:
-        port.stopListening()
+        wait_for(port.stopListening())  # both sockets (guard=serve) are closed by the reactor
 
 
 @linux_only
@@ -435,7 +436,7 @@ def test_start_listening_fails_when_not_alone(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(owner, "listeners", real)
     # and without the intruder the same call works
     port = twisted_patch.listen_exclusive(0, factory(), interface="127.0.0.1", reactor=reactor)
-    port.stopListening()
+    wait_for(port.stopListening())
 
 
 # --- how the lookup works --------------------------------------------------------------------

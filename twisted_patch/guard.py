@@ -26,7 +26,6 @@ Guard modes (endpoint keyword ``guard=``, constructor argument ``guard``):
 
 from __future__ import annotations
 
-import importlib
 import socket
 from dataclasses import dataclass
 
@@ -110,26 +109,16 @@ def resolve_guard(requested: str | None, family: int, host: str) -> str:
     return requested
 
 
-def lookup_holder(host: str, port: int) -> str | None:
+def lookup_holder(host: str, port: int, family: int = socket.AF_UNSPEC) -> str | None:
     """Who holds host:port, as text for an error message, or None if unknown.
 
-    The single call site of the owner lookup (``twisted_patch.owner``, built
-    in parallel): until it exists, or if it fails, the message just says
-    "another socket".
+    The single call site of the owner lookup for the guard's "sibling already
+    taken" error (:func:`twisted_patch.owner.describe_holder`, which never
+    raises).
     """
-    try:
-        owner = importlib.import_module("twisted_patch.owner")
-    except ImportError:
-        return None
-    holder_text = getattr(owner, "holder_text", None)
-    if holder_text is None:
-        return None
-    try:
-        text = holder_text(host, port)
-    except Exception:  # a failed lookup must never hide the real error
-        log.failure("twisted-patch: owner lookup for {host}:{port} failed", host=host, port=port)
-        return None
-    return text if isinstance(text, str) and text else None
+    from twisted_patch.owner import describe_holder
+
+    return describe_holder(host, port, family)
 
 
 # --- the self-probe ---------------------------------------------------------

@@ -22,7 +22,8 @@ from twisted.python import failure
 
 from twisted_patch import _native
 from twisted_patch import guard as _guard_mod
-from twisted_patch.errors import cannot_listen, format_address
+from twisted_patch.errors import HELD, cannot_listen, format_address
+from twisted_patch.owner import describe_holder, ensure_exclusive
 
 log = Logger()
 
@@ -38,7 +39,10 @@ def open_listening_socket(interface: str, port: int, backlog: int, family: int) 
     except ValueError as e:
         raise CannotListenError(interface, port, e) from None
     except _native.BindError as e:
-        raise cannot_listen(interface, port, e, e.stage) from None
+        holder = None
+        if e.stage in ("bind", "listen") and e.errno in HELD:
+            holder = describe_holder(interface, port, family)
+        raise cannot_listen(interface, port, e, e.stage, holder) from None
     try:
         skt = socket.socket(family, socket.SOCK_STREAM, 0, fileno=handle)
     except BaseException:
@@ -193,7 +197,7 @@ class ExclusivePort(tcp.Port):
                     busy.port,
                     busy.err,
                     "bind",
-                    holder=_guard_mod.lookup_holder(busy.host, busy.port),
+                    holder=_guard_mod.lookup_holder(busy.host, busy.port, busy.family),
                 ) from None
             except BaseException:
                 skt.close()
@@ -202,6 +206,7 @@ class ExclusivePort(tcp.Port):
             break
         key: Key = (family, host, real)
         try:
+            ensure_exclusive(skt, host)  # no other process may share the port
             self._probe(skt, mode, host, real)
             self._adopt_listening(skt)
         except BaseException:
