@@ -228,7 +228,7 @@ def test_sibling_already_taken_fails_and_leaks_nothing(
         with pytest.raises(CannotListenError) as info:
             listen_exclusive(p, hello_factory(b"ours"), interface=ours, reactor=reactor)
         text = str(info.value.socketError)
-        assert f"[{sibling}]:{p} is already in use" in text
+        assert f"[{sibling}]:{p} is already in use by pid {os.getpid()}" in text  # the holder
         assert socket_fds() == before
         assert can_bind(ours, p)  # our first socket was closed
         # guard=no: the user accepts the shadow; the listen works
