@@ -128,6 +128,7 @@ class ExclusivePort(tcp.Port):
     _key: Key | None = None
     _guard_owner: ExclusivePort | None = None  # set on a serve-mode sibling
     _sibling_absent = False  # the sibling family/address does not exist on this host
+    _closing_guard: socket.socket | None = None  # a refuse guard, closed with our socket
 
     def __init__(
         self,
@@ -247,7 +248,15 @@ class ExclusivePort(tcp.Port):
         else:
             assert g.port is not None
             skt = g.port._release_socket()
-            _native.listen(skt.fileno(), self.backlog)  # adjusts the backlog
+            try:
+                _native.listen(skt.fileno(), self.backlog)  # already listening: sets our backlog
+            except _native.BindError as e:
+                skt.close()
+                del _guards[g.key]
+                g.owner._guard = None
+                g.owner.sibling = None
+                g.owner._reguard()
+                raise cannot_listen(host, port, e, e.stage) from None
         del _guards[g.key]
         g.owner._guard = None
         g.owner.sibling = None
@@ -396,7 +405,8 @@ class ExclusivePort(tcp.Port):
             self.sibling = None
             d2 = held.port.loseConnection(connDone)
         if held.socket is not None:
-            held.socket.close()
+            # closed right after our own socket (connectionLost), never before it
+            self._closing_guard = held.socket
         if d is None or d2 is None:
             return d
         d.addCallback(lambda _: d2)
@@ -409,6 +419,9 @@ class ExclusivePort(tcp.Port):
         try:
             tcp.Port.connectionLost(self, reason)
         finally:
+            if self._closing_guard is not None:
+                self._closing_guard.close()
+                self._closing_guard = None
             owner = self._guard_owner
             if owner is not None and owner._guard is not None and owner._guard.port is self:
                 # a serve-mode sibling stopped on its own: its owner has no guard now
