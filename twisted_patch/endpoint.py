@@ -12,11 +12,16 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from twisted_patch import _native
+from twisted_patch.errors import format_address
 from twisted_patch.guard import check_guard, check_probe, resolve_guard
-from twisted_patch.port import ExclusivePort
+from twisted_patch.port import ExclusivePort, port_class_for
+from twisted_patch.retry import check_retry, connect_probe, default_retry, listen_with_retry
+
+log = Logger()
 
 DEFAULT_BACKLOG = 50
 MAX_BACKLOG = 2**31 - 1
@@ -102,6 +107,7 @@ class ExclusiveTCPServerEndpoint:
         port: int,
         backlog: int = DEFAULT_BACKLOG,
         interface: str = "",
+        retry: float | None = None,
         guard: str | None = None,
         probe: str | None = None,
     ) -> None:
@@ -109,8 +115,10 @@ class ExclusiveTCPServerEndpoint:
         self._port = check_port(port)
         self._backlog = check_backlog(backlog)
         self._family, self._interface = check_interface(interface)
+        # seconds to retry a bind refused while nobody listens (TIME_WAIT); see retry.py
+        self._retry = default_retry() if retry is None else check_retry(retry)
         self._guard = check_guard(guard)
-        self._probe = check_probe(probe)
+        self._probe = None if probe is None else check_probe(probe)  # None: the default
         resolve_guard(self._guard, self._family, self._interface)  # ValueError now, not later
 
     @property
@@ -121,22 +129,37 @@ class ExclusiveTCPServerEndpoint:
     def port(self) -> int:
         return self._port
 
+    @property
+    def retry(self) -> float:
+        return self._retry
+
     def listen(self, protocolFactory: IProtocolFactory) -> defer.Deferred[IListeningPort]:
-        return defer.execute(
-            listen_exclusive,
-            self._port,
-            protocolFactory,
-            backlog=self._backlog,
-            interface=self._interface,
-            reactor=self._reactor,
-            guard=self._guard,
-            probe=self._probe,
+        def attempt() -> IListeningPort:
+            return listen_exclusive(
+                self._port,
+                protocolFactory,
+                backlog=self._backlog,
+                interface=self._interface,
+                reactor=self._reactor,
+                guard=self._guard,
+                probe=self._probe,
+            )
+
+        if self._retry <= 0 or self._port == 0:
+            return defer.execute(attempt)
+        return listen_with_retry(
+            self._reactor,
+            attempt,
+            lambda: connect_probe(self._reactor, self._interface, self._port, self._family),
+            self._retry,
+            format_address(self._interface, self._port),
         )
 
     def __repr__(self) -> str:
         return (
             f"<ExclusiveTCPServerEndpoint {self._interface}:{self._port} "
-            f"backlog={self._backlog} guard={self._guard or 'default'} probe={self._probe}>"
+            f"backlog={self._backlog} retry={self._retry:g} "
+            f"guard={self._guard or 'default'} probe={self._probe or 'strict'}>"
         )
 
 
@@ -151,18 +174,37 @@ def listen_exclusive(
 ) -> ExclusivePort:
     """Listen now, like ``reactor.listenTCP``; raises ``CannotListenError``.
 
-    ``guard`` and ``probe`` as for :class:`ExclusivePort`.
+    ``guard`` and ``probe`` as for :class:`ExclusivePort` (None: the defaults).
+    The IOCP reactor's port class has neither yet: there, asking for them
+    explicitly is a ValueError and the defaults are skipped with a warning.
     """
     if reactor is None:
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
-    p = ExclusivePort(port, factory, backlog, interface, reactor, guard=guard, probe=probe)
+    cls = port_class_for(reactor)
+    if cls is ExclusivePort:
+        p = ExclusivePort(port, factory, backlog, interface, reactor, guard=guard, probe=probe)
+    else:
+        guard, probe = check_guard(guard), None if probe is None else check_probe(probe)
+        if guard not in (None, "no") or probe not in (None, "off"):
+            raise ValueError(
+                f"guard={guard} / probe={probe}: the address-family guard and the self-probe "
+                f"are not implemented for the IOCP reactor yet; use the default reactor, "
+                f"or guard=no and probe=off"
+            )
+        if guard is None or probe is None:
+            log.warn(
+                "twisted-patch: the IOCP reactor's exclusive port has no address-family guard "
+                "and no self-probe yet ({address}); use the default reactor to get them",
+                address=format_address(interface, port),
+            )
+        p = cls(port, factory, backlog, interface, reactor)
     p.startListening()
     return p
 
 
-_KNOWN = ("port", "interface", "backlog", "guard", "probe")
+_KNOWN = ("port", "interface", "backlog", "retry", "guard", "probe")
 
 
 def parse_server_description(
@@ -194,6 +236,8 @@ def parse_server_description(
     backlog = check_backlog(kwargs.get("backlog", DEFAULT_BACKLOG))
     fields: dict[str, Any] = {"port": port, "interface": interface, "backlog": backlog}
     try:
+        if "retry" in kwargs:
+            fields["retry"] = check_retry(kwargs["retry"])
         if "guard" in kwargs:
             fields["guard"] = check_guard(kwargs["guard"])
         if "probe" in kwargs:

@@ -445,3 +445,28 @@ class ExclusivePort(tcp.Port):
 
 def _format(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+_IOCP_REACTOR = ("twisted.internet.iocpreactor.reactor", "IOCPReactor")
+
+
+def reactor_kind(reactor: object) -> str:
+    """``"iocp"`` for Twisted's IOCP reactor (or a subclass of it), else ``"select"``.
+
+    Decided from the reactor's class hierarchy, without importing the IOCP reactor
+    (which only imports on Windows).  Every reactor other than IOCP (select, poll,
+    epoll, kqueue, asyncio, win32event, ...) uses ``tcp.Port``'s socket handling.
+    """
+    for klass in type(reactor).__mro__:
+        if (klass.__module__, klass.__name__) == _IOCP_REACTOR:
+            return "iocp"
+    return "select"
+
+
+def port_class_for(reactor: object) -> type[Any]:
+    """The exclusive port class for ``reactor``: the one place the code path is chosen."""
+    if reactor_kind(reactor) == "iocp":
+        from twisted_patch._iocp import IOCPExclusivePort
+
+        return IOCPExclusivePort
+    return ExclusivePort
