@@ -26,6 +26,7 @@ from guard_helpers import (
     socket_fds,
     wait,
 )
+from test_iocp_port import iocp_support  # noqa: F401 -- a fixture, used below
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.logger import globalLogPublisher
@@ -321,3 +322,32 @@ def test_other_address_gets_no_guard(cleanup: list[Any]) -> None:
     mine = listen_exclusive(0, hello_factory(b"ours"), interface="127.0.0.2", reactor=reactor)
     cleanup.append(mine)
     assert mine.guard_mode == "no" and port_module.guard_sockets() == {}
+
+
+@pytest.mark.usefixtures("iocp_support")
+def test_iocp_port_has_no_guard_yet() -> None:
+    """The IOCP reactor's port class has neither guard nor probe: asking for them is an
+    error, and the defaults are skipped with a warning (not silently)."""
+    from test_iocp_port import CountingFactory, FakeIOCPReactor
+
+    reactor_ = FakeIOCPReactor()
+    with pytest.raises(ValueError, match="not implemented for the IOCP reactor"):
+        listen_exclusive(0, CountingFactory(), interface="127.0.0.1", reactor=reactor_,
+                         guard="serve")
+    with pytest.raises(ValueError, match="not implemented for the IOCP reactor"):
+        listen_exclusive(0, CountingFactory(), interface="127.0.0.1", reactor=reactor_,
+                         guard="no", probe="strict")
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        port = listen_exclusive(0, CountingFactory(), interface="127.0.0.1", reactor=reactor_)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    try:
+        assert [e for e in events if "IOCP reactor's exclusive port has no" in
+                e.get("log_format", "")]
+        assert port_module.guard_sockets() == {}
+    finally:
+        port.connectionLost(None)
+        for skt in reactor_.created:
+            skt.close()

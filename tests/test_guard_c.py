@@ -10,11 +10,11 @@ assertion on the guard is paired with the same attack on a "plain" socket
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,61 +65,56 @@ def test_native_guard_refuses_what_a_plain_socket_lets_through(native: Path) -> 
 
 
 @pytest.fixture(scope="module")
-def wine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
-    mingw = shutil.which("x86_64-w64-mingw32-gcc")
-    wine_bin = shutil.which("wine")
-    if mingw is None or wine_bin is None:
-        pytest.skip("needs gcc-mingw-w64-x86-64 and wine (Debian packages; make deps)")
-    tmp = tmp_path_factory.mktemp("guardprobe-win")
-    exe = tmp / "guardprobe.exe"
+def wine_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Run guardprobe.exe under Wine (tests/wine.py's session: a throwaway prefix, a
+    persistent wineserver, every Wine process of the prefix killed by pid at the end)."""
+    import wine
+
+    reason = wine.missing_windows_tools()
+    if reason:
+        pytest.skip(f"Windows guard/probe under Wine not tested: {reason}")
+    mingw = wine.mingw_cc()
+    assert mingw is not None
+    exe = tmp_path_factory.mktemp("guardprobe-win") / "guardprobe.exe"
     subprocess.run([mingw, *FLAGS, "-o", str(exe), str(SOURCE), str(EXT / "addr.c"),
                     str(EXT / "xbind_win32.c"), str(EXT / "probe.c"), "-lws2_32"], check=True)
-    env = dict(os.environ, WINEPREFIX=str(tmp / "prefix"), WINEDEBUG="-all", DISPLAY="")
-    # A persistent wineserver for this prefix (foreground, so its pid is ours):
-    # each program then starts in a fraction of a second.
-    server = subprocess.Popen(["wineserver", "-f", "-p"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    session = wine.WineSession.start()
+
+    def run(*args: str) -> dict[str, object]:
+        proc = session.run(exe, *args)
+        assert proc.returncode == 0, proc.stderr
+        return parse(proc.stdout)
+
     try:
-        yield exe, env
+        yield run
     finally:
-        server.kill()
-        server.wait()
+        left = session.stop()
+        assert not left, f"wine processes still running: {left}"
 
 
-def run_wine(wine: tuple[Path, dict[str, str]], *args: str) -> dict[str, object]:
-    """Output goes to a file, not a pipe: Wine's helper processes inherit the
-    pipe and would keep it open long after the program itself has exited."""
-    exe, env = wine
-    out = exe.parent / "out.txt"
-    with open(out, "w") as f:
-        subprocess.run(["wine", str(exe), *args], stdout=f, stderr=subprocess.DEVNULL,
-                       stdin=subprocess.DEVNULL, env=env, check=True)
-    return parse(out.read_text())
-
-
-def test_windows_guard_blocks_specific_over_wildcard(wine: tuple[Path, dict[str, str]]) -> None:
+def test_windows_guard_blocks_specific_over_wildcard(wine_run: Any) -> None:
     """Windows lets the same user bind 127.0.0.1 over a plain 0.0.0.0, any option; not over ours."""
-    plain = run_wine(wine, "plain", "0.0.0.0", "127.0.0.1")
+    plain = wine_run("plain", "0.0.0.0", "127.0.0.1")
     assert plain["none"] == 0 and plain["SO_REUSEADDR"] == 0, plain
     assert any(p.startswith("specific ") for p in plain["probe"])  # type: ignore[union-attr]
-    guard = run_wine(wine, "guard", "0.0.0.0", "127.0.0.1")
+    guard = wine_run("guard", "0.0.0.0", "127.0.0.1")
     assert guard["none"] == WSAEACCES and guard["SO_REUSEADDR"] == WSAEACCES, guard
     assert guard["SO_EXCLUSIVEADDRUSE"] == WSAEACCES
     assert guard["probe-bound"] == 0
 
 
-def test_windows_guard_same_address(wine: tuple[Path, dict[str, str]]) -> None:
-    guard = run_wine(wine, "guard", "127.0.0.1", "127.0.0.1")
+def test_windows_guard_same_address(wine_run: Any) -> None:
+    guard = wine_run("guard", "127.0.0.1", "127.0.0.1")
     assert guard["none"] == WSAEADDRINUSE and guard["SO_REUSEADDR"] == WSAEACCES, guard
     assert guard["SO_EXCLUSIVEADDRUSE"] == WSAEADDRINUSE
 
 
 def test_windows_wildcard_over_specific_is_the_unavoidable_case(
-    wine: tuple[Path, dict[str, str]],
+    wine_run: Any,
 ) -> None:
     """A wildcard over our specific address binds even against SO_EXCLUSIVEADDRUSE
     (Microsoft's table says so too); the probe marks exactly those as unavoidable."""
-    guard = run_wine(wine, "guard", "127.0.0.1", "0.0.0.0")
+    guard = wine_run("guard", "127.0.0.1", "0.0.0.0")
     assert guard["none"] == 0 and guard["SO_REUSEADDR"] == 0, guard
     assert guard["SO_EXCLUSIVEADDRUSE"] != 0
     assert guard["probe"] == [
