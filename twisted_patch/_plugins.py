@@ -19,7 +19,8 @@ from zope.interface import implementer
 
 @implementer(IPlugin, IStreamServerEndpointStringParser)
 class ExclusiveServerParser:
-    """``xtcp:PORT[:interface=ADDR][:backlog=N]`` (and ``xtcp6:``, default ``::``)."""
+    """``xtcp:PORT[:interface=ADDR][:backlog=N][:retry=S][:guard=G][:probe=P]``
+    (and ``xtcp6:``, default ``::``); guard/probe: see docs/guard.rst."""
 
     def __init__(self, prefix: str, default_interface: str) -> None:
         self.prefix = prefix
