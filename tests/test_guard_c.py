@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,31 +64,22 @@ def test_native_guard_refuses_what_a_plain_socket_lets_through(native: Path) -> 
 
 
 @pytest.fixture(scope="module")
-def wine_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """Run guardprobe.exe under Wine (tests/wine.py's session: a throwaway prefix, a
-    persistent wineserver, every Wine process of the prefix killed by pid at the end)."""
+def wine_run(tmp_path_factory: pytest.TempPathFactory, wine_session: Any) -> Any:
+    """Run guardprobe.exe under Wine, in the test run's shared Wine session (conftest)."""
     import wine
 
-    reason = wine.missing_windows_tools()
-    if reason:
-        pytest.skip(f"Windows guard/probe under Wine not tested: {reason}")
     mingw = wine.mingw_cc()
     assert mingw is not None
     exe = tmp_path_factory.mktemp("guardprobe-win") / "guardprobe.exe"
     subprocess.run([mingw, *FLAGS, "-o", str(exe), str(SOURCE), str(EXT / "addr.c"),
                     str(EXT / "xbind_win32.c"), str(EXT / "probe.c"), "-lws2_32"], check=True)
-    session = wine.WineSession.start()
 
     def run(*args: str) -> dict[str, object]:
-        proc = session.run(exe, *args)
+        proc = wine_session.run(exe, *args)
         assert proc.returncode == 0, proc.stderr
         return parse(proc.stdout)
 
-    try:
-        yield run
-    finally:
-        left = session.stop()
-        assert not left, f"wine processes still running: {left}"
+    return run
 
 
 def test_windows_guard_blocks_specific_over_wildcard(wine_run: Any) -> None:
