@@ -351,3 +351,28 @@ def test_iocp_port_has_no_guard_yet() -> None:
         port.connectionLost(None)
         for skt in reactor_.created:
             skt.close()
+
+
+def test_direct_connection_lost_closes_the_guard_and_stops_the_factory_last() -> None:
+    """reactor.disconnectAll() at shutdown calls connectionLost directly (no
+    stopListening): the guard closes too, our factory stops last (so stopFactory's
+    exception reaches the caller, as with tcp.Port), and a second call is harmless."""
+    from twisted.internet.protocol import Factory
+
+    class Stopping(Factory):
+        def stopFactory(self) -> None:
+            raise RuntimeError("stopFactory")
+
+    before = socket_fds()
+    serve = listen_exclusive(0, Stopping(), interface="127.0.0.1", reactor=reactor)
+    refuse = listen_exclusive(0, hello_factory(b"x"), interface="0.0.0.0", reactor=reactor)
+    sibling = serve.sibling
+    assert sibling is not None
+    with pytest.raises(RuntimeError, match="stopFactory"):
+        serve.connectionLost(None)
+    refuse.connectionLost(None)
+    assert not sibling.connected
+    sibling.connectionLost(None)  # again, as disconnectAll may: no error
+    serve.connectionLost(None)
+    assert port_module.guard_sockets() == {}
+    assert socket_fds() == before

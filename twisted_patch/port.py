@@ -220,7 +220,7 @@ class ExclusivePort(tcp.Port):
         if held is not None:
             self._install_guard(held)
         log.info(
-            "twisted-patch: exclusive listener on {address} (guard={guard}, probe={probe})",
+            "twisted-patch: exclusive listener on {address}",
             address=format_address(host, self._realPortNumber or 0),
             interface=self.interface,
             port=self._realPortNumber,
@@ -415,9 +415,26 @@ class ExclusivePort(tcp.Port):
     stopListening = loseConnection
 
     def connectionLost(self, reason: failure.Failure) -> None:
+        if not self.connected:
+            # Already closed: e.g. a serve sibling closed by its owner, then again by
+            # reactor.disconnectAll() at shutdown.
+            return
         key = self._key
+        held, self._guard = self._guard, None
         try:
-            tcp.Port.connectionLost(self, reason)
+            try:
+                if held is not None:
+                    # Called directly (reactor.disconnectAll at shutdown, or by a caller),
+                    # not through stopListening: the guard goes first, so that our own
+                    # factory.doStop() is the last one (it calls stopFactory).
+                    _guards.pop(held.key, None)
+                    if held.socket is not None:
+                        self._closing_guard = held.socket
+                    if held.port is not None:
+                        self.sibling = None
+                        held.port.connectionLost(reason)
+            finally:
+                tcp.Port.connectionLost(self, reason)
         finally:
             if self._closing_guard is not None:
                 self._closing_guard.close()
