@@ -272,8 +272,9 @@ def test_port_zero_retries_when_sibling_number_taken(
     assert len(calls) >= 2 and set(calls) == {0}
     p = mine.getHost().port
     assert p != taken and mine.sibling is not None and mine.sibling.getHost().port == p
-    retry = [e for e in events if e.get("port") == taken and "attempt" in e]
-    assert retry and retry[0]["attempts"] == PORT_ZERO_ATTEMPTS
+    listened = [e for e in events if "retried_ports" in e]
+    assert listened and listened[0]["retried_ports"][0] == taken
+    assert listened[0]["attempts"] == PORT_ZERO_ATTEMPTS
 
 
 def test_port_zero_gives_up_after_bounded_attempts(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -174,6 +175,7 @@ class ExclusivePort(tcp.Port):
         mode = self.guard_mode or "no"
         attempts = _guard_mod.PORT_ZERO_ATTEMPTS if self.port == 0 else 1
         taken_from: ExclusivePort | None = None
+        retried: list[int] = []  # port-0 numbers given up: taken in the sibling family
         for attempt in range(1, attempts + 1):
             self._sibling_absent = False
             skt, taken_from = self._open_primary(family, host)
@@ -183,14 +185,9 @@ class ExclusivePort(tcp.Port):
             except _SiblingBusy as busy:
                 skt.close()
                 if attempt < attempts:
-                    log.info(
-                        "twisted-patch: port {port} chosen by the OS is taken on {sibling}; "
-                        "trying another (attempt {attempt} of {attempts})",
-                        port=real,
-                        sibling=busy.host,
-                        attempt=attempt,
-                        attempts=attempts,
-                    )
+                    # reported in the "exclusive listener" event once listening (Twisted's
+                    # "starting on" message stays the first one a port logs)
+                    retried.append(real)
                     continue
                 self._after_failed_takeover(taken_from)
                 raise cannot_listen(
@@ -208,7 +205,7 @@ class ExclusivePort(tcp.Port):
         key: Key = (family, host, real)
         try:
             ensure_exclusive(skt, host)  # no other process may share the port
-            self._probe(skt, mode, host, real)
+            report = self._probe(skt, mode, host, real)
             self._adopt_listening(skt)
         except BaseException:
             skt.close()  # no-op if _adopt_listening already closed it
@@ -219,6 +216,8 @@ class ExclusivePort(tcp.Port):
         _listeners[key] = self
         if held is not None:
             self._install_guard(held)
+        if report is not None:
+            report()  # after Twisted's own "starting on" message
         log.info(
             "twisted-patch: exclusive listener on {address}",
             address=format_address(host, self._realPortNumber or 0),
@@ -227,6 +226,8 @@ class ExclusivePort(tcp.Port):
             guard=mode,
             probe=self.probe_mode,
             sibling=None if held is None else held.key[1],
+            retried_ports=retried,
+            attempts=attempts,
         )
 
     def _open_primary(
@@ -359,9 +360,12 @@ class ExclusivePort(tcp.Port):
         if held is not None:
             self._install_guard(held)
 
-    def _probe(self, skt: socket.socket, mode: str, host: str, port: int) -> None:
+    def _probe(
+        self, skt: socket.socket, mode: str, host: str, port: int
+    ) -> Callable[[], None] | None:
+        """Run the self-probe; raise if strict and hijackable; return the logging to do."""
         if self.probe_mode == "off":
-            return
+            return None
         try:
             results = _guard_mod.run_probe(skt.fileno())
         except _native.BindError as e:
@@ -373,7 +377,8 @@ class ExclusivePort(tcp.Port):
         if self.probe_mode == "strict" and verdict.fatal:
             raise _guard_mod.hijackable_error(host, port, verdict.fatal)
         label = "no (the other family is absent here)" if self._sibling_absent else mode
-        _guard_mod.report(verdict, self.probe_mode, host, port, label)
+        probe_mode = self.probe_mode
+        return lambda: _guard_mod.report(verdict, probe_mode, host, port, label)
 
     # --- stopping -----------------------------------------------------------
 
