@@ -19,6 +19,7 @@ from twisted_patch import _native
 from twisted_patch.errors import format_address
 from twisted_patch.guard import check_guard, check_probe, resolve_guard
 from twisted_patch.port import ExclusivePort, port_class_for
+from twisted_patch.report import log_listen_failure
 from twisted_patch.retry import check_retry, connect_probe, default_retry, listen_with_retry
 
 log = Logger()
@@ -145,15 +146,21 @@ class ExclusiveTCPServerEndpoint:
                 probe=self._probe,
             )
 
+        d: defer.Deferred[IListeningPort]
         if self._retry <= 0 or self._port == 0:
-            return defer.execute(attempt)
-        return listen_with_retry(
-            self._reactor,
-            attempt,
-            lambda: connect_probe(self._reactor, self._interface, self._port, self._family),
-            self._retry,
-            format_address(self._interface, self._port),
-        )
+            d = defer.execute(attempt)
+        else:
+            d = listen_with_retry(
+                self._reactor,
+                attempt,
+                lambda: connect_probe(self._reactor, self._interface, self._port, self._family),
+                self._retry,
+                format_address(self._interface, self._port),
+            )
+        # Logged here, then passed on: callers that add no errback (Foolscap's
+        # Listener, so Tahoe's tub.port) would otherwise fail silently.
+        d.addErrback(log_listen_failure, self._interface, self._port)
+        return d
 
     def __repr__(self) -> str:
         return (
