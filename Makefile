@@ -39,7 +39,9 @@ venv: $(VENV)/.created
 # A real (non-editable) install: the tests run against what pip installed,
 # plugin file and compiled extension included.
 install: venv
-	TWISTED_PATCH_CFLAGS="$(STRICT_CFLAGS)" $(PIP) install -q --no-deps --force-reinstall --no-build-isolation . 2>&1 | grep -v "^\s*$$" | grep -iv "warning\|!!\|\*\*\*\|deprecat\|See https\|pypi-more" || true
+	@mkdir -p build; echo "building and installing twisted-patch (CFLAGS $(STRICT_CFLAGS); log: build/install.log)"; \
+	if ! TWISTED_PATCH_CFLAGS="$(STRICT_CFLAGS)" $(PIP) install --no-deps --force-reinstall --no-build-isolation . >build/install.log 2>&1; then \
+	  grep -v "Location" build/install.log | tail -40; echo "make install: the build FAILED (full log: build/install.log)"; exit 1; fi
 	$(PY) -I -c "import twisted_patch._native as n; print('twisted_patch._native built:', n.PLATFORM_CORE)"
 
 lint: venv
