@@ -63,25 +63,17 @@ static int set_int_option(int fd, int level, int name, int value, const char *wh
     return 0;
 }
 
-int xb_socket_open(int family, xb_sock *out, xb_error *err)
+/* socket() made non-inheritable (and optionally non-blocking) from the start. */
+static int open_cloexec(int family, int nonblocking, int *out, xb_error *err)
 {
     int fd;
 
-    if (out == NULL)
-        return fail(err, XB_STAGE_SOCKET, EINVAL, "no output socket");
-    *out = XB_BADSOCK;
-    if (family != AF_INET && family != AF_INET6)
-        return fail(err, XB_STAGE_SOCKET, EAFNOSUPPORT, "socket");
-
+    *out = -1;
 #if defined(SOCK_CLOEXEC) && defined(SOCK_NONBLOCK)
-    /* Atomic: no window in which a fork+exec elsewhere inherits the fd. */
-    fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_TCP);
+    fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), IPPROTO_TCP);
     if (fd < 0)
         return fail(err, XB_STAGE_SOCKET, errno, "socket");
 #else
-    /* macOS has neither flag: set both right after socket().  A thread
-     * forking in between could inherit the fd; Python's own sockets share
-     * this limit there. */
     fd = socket(family, SOCK_STREAM, IPPROTO_TCP);
     if (fd < 0)
         return fail(err, XB_STAGE_SOCKET, errno, "socket");
@@ -92,15 +84,36 @@ int xb_socket_open(int family, xb_sock *out, xb_error *err)
             (void)close(fd);
             return fail(err, XB_STAGE_OPTION, e, "FD_CLOEXEC");
         }
-        int flflags = fcntl(fd, F_GETFL);
-        if (flflags < 0 || fcntl(fd, F_SETFL, flflags | O_NONBLOCK) < 0) {
-            int e = errno;
-            (void)close(fd);
-            return fail(err, XB_STAGE_OPTION, e, "O_NONBLOCK");
+        if (nonblocking) {
+            int flflags = fcntl(fd, F_GETFL);
+            if (flflags < 0 || fcntl(fd, F_SETFL, flflags | O_NONBLOCK) < 0) {
+                int e = errno;
+                (void)close(fd);
+                return fail(err, XB_STAGE_OPTION, e, "O_NONBLOCK");
+            }
         }
     }
 #endif
+    *out = fd;
+    return 0;
+}
 
+int xb_socket_open(int family, xb_sock *out, xb_error *err)
+{
+    int fd;
+
+    if (out == NULL)
+        return fail(err, XB_STAGE_SOCKET, EINVAL, "no output socket");
+    *out = XB_BADSOCK;
+    if (family != AF_INET && family != AF_INET6)
+        return fail(err, XB_STAGE_SOCKET, EAFNOSUPPORT, "socket");
+
+    /* Atomic where the OS allows (SOCK_CLOEXEC|SOCK_NONBLOCK): no window in
+     * which a fork+exec elsewhere inherits the fd.  macOS has neither flag:
+     * both are set right after socket() there (Python's own sockets share
+     * that limit). */
+    if (open_cloexec(family, 1, &fd, err) != 0)
+        return -1;
 
     if (family == AF_INET6 &&
         set_int_option(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1, "IPV6_V6ONLY", err) != 0)
@@ -209,41 +222,6 @@ int xb_socket_options(xb_sock s, xb_sockopts *out, xb_error *err)
 int xb_socket_setopt(xb_sock s, int level, int name, int value, const char *what, xb_error *err)
 {
     return set_int_option(s, level, name, value, what, err);
-}
-
-/* socket() made non-inheritable (and optionally non-blocking) from the start. */
-static int open_cloexec(int family, int nonblocking, int *out, xb_error *err)
-{
-    int fd;
-
-    *out = -1;
-#if defined(SOCK_CLOEXEC) && defined(SOCK_NONBLOCK)
-    fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), IPPROTO_TCP);
-    if (fd < 0)
-        return fail(err, XB_STAGE_SOCKET, errno, "socket");
-#else
-    fd = socket(family, SOCK_STREAM, IPPROTO_TCP);
-    if (fd < 0)
-        return fail(err, XB_STAGE_SOCKET, errno, "socket");
-    {
-        int fdflags = fcntl(fd, F_GETFD);
-        if (fdflags < 0 || fcntl(fd, F_SETFD, fdflags | FD_CLOEXEC) < 0) {
-            int e = errno;
-            (void)close(fd);
-            return fail(err, XB_STAGE_OPTION, e, "FD_CLOEXEC");
-        }
-        if (nonblocking) {
-            int flflags = fcntl(fd, F_GETFL);
-            if (flflags < 0 || fcntl(fd, F_SETFL, flflags | O_NONBLOCK) < 0) {
-                int e = errno;
-                (void)close(fd);
-                return fail(err, XB_STAGE_OPTION, e, "O_NONBLOCK");
-            }
-        }
-    }
-#endif
-    *out = fd;
-    return 0;
 }
 
 int xb_socket_raw(int family, xb_sock *out, xb_error *err)

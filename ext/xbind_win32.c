@@ -122,6 +122,33 @@ static int set_int_option(SOCKET s, int level, int name, int value, const char *
     return 0;
 }
 
+/* A TCP socket that child processes never inherit. */
+static int open_noinherit(int family, SOCKET *out, xb_error *err)
+{
+    SOCKET s;
+
+    *out = INVALID_SOCKET;
+    if (xb_startup(err) != 0)
+        return -1;
+    s = WSASocketW(family, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
+                   WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+    if (s == INVALID_SOCKET) {
+        int e = WSAGetLastError();
+        if (e != WSAEINVAL)
+            return fail(err, XB_STAGE_SOCKET, e, "WSASocketW");
+        s = WSASocketW(family, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED);
+        if (s == INVALID_SOCKET)
+            return fail(err, XB_STAGE_SOCKET, WSAGetLastError(), "WSASocketW");
+        if (!SetHandleInformation((HANDLE)s, HANDLE_FLAG_INHERIT, 0)) {
+            int e2 = (int)GetLastError();
+            closesocket(s);
+            return fail(err, XB_STAGE_OPTION, e2, "SetHandleInformation");
+        }
+    }
+    *out = s;
+    return 0;
+}
+
 int xb_socket_open(int family, xb_sock *out, xb_error *err)
 {
     SOCKET s;
@@ -132,27 +159,10 @@ int xb_socket_open(int family, xb_sock *out, xb_error *err)
     *out = XB_BADSOCK;
     if (family != AF_INET && family != AF_INET6)
         return fail(err, XB_STAGE_SOCKET, WSAEAFNOSUPPORT, "WSASocketW");
-    if (xb_startup(err) != 0)
-        return -1;
 
     /* Overlapped for the IOCP reactor; never inherited by child processes. */
-    s = WSASocketW(family, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
-                   WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
-    if (s == INVALID_SOCKET) {
-        int e = WSAGetLastError();
-        if (e != WSAEINVAL)
-            return fail(err, XB_STAGE_SOCKET, e, "WSASocketW");
-        /* Windows 7 before SP1 does not know the flag: create, then clear
-         * the handle's inherit bit (not atomic there). */
-        s = WSASocketW(family, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED);
-        if (s == INVALID_SOCKET)
-            return fail(err, XB_STAGE_SOCKET, WSAGetLastError(), "WSASocketW");
-        if (!SetHandleInformation((HANDLE)s, HANDLE_FLAG_INHERIT, 0)) {
-            int e2 = (int)GetLastError();
-            closesocket(s);
-            return fail(err, XB_STAGE_OPTION, e2, "SetHandleInformation");
-        }
-    }
+    if (open_noinherit(family, &s, err) != 0)
+        return -1;
 
     if (family == AF_INET6 &&
         set_int_option(s, IPPROTO_IPV6, IPV6_V6ONLY, 1, "IPV6_V6ONLY", err) != 0)
@@ -263,32 +273,6 @@ int xb_socket_setopt(xb_sock s, int level, int name, int value, const char *what
     return set_int_option(s, level, name, value, what, err);
 }
 
-/* A TCP socket that child processes never inherit. */
-static int open_noinherit(int family, SOCKET *out, xb_error *err)
-{
-    SOCKET s;
-
-    *out = INVALID_SOCKET;
-    if (xb_startup(err) != 0)
-        return -1;
-    s = WSASocketW(family, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
-                   WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
-    if (s == INVALID_SOCKET) {
-        int e = WSAGetLastError();
-        if (e != WSAEINVAL)
-            return fail(err, XB_STAGE_SOCKET, e, "WSASocketW");
-        s = WSASocketW(family, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED);
-        if (s == INVALID_SOCKET)
-            return fail(err, XB_STAGE_SOCKET, WSAGetLastError(), "WSASocketW");
-        if (!SetHandleInformation((HANDLE)s, HANDLE_FLAG_INHERIT, 0)) {
-            int e2 = (int)GetLastError();
-            closesocket(s);
-            return fail(err, XB_STAGE_OPTION, e2, "SetHandleInformation");
-        }
-    }
-    *out = s;
-    return 0;
-}
 
 int xb_socket_raw(int family, xb_sock *out, xb_error *err)
 {

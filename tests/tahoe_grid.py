@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted_patch import owner
+from twisted_patch.attacks import has_ipv6_loopback as has_ipv6
 
 STOP_BOUND = 15.0  # seconds between SIGTERM and SIGKILL
 START_BOUND = 60.0  # seconds for node.url / a port to appear
@@ -55,13 +56,6 @@ def free_port() -> int:
     raise RuntimeError("no port free on both 127.0.0.1 and ::1")
 
 
-def has_ipv6() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 # --- who listens ----------------------------------------------------------------

@@ -39,13 +39,6 @@ def processes() -> Iterator[Processes]:
     procs.stop_all()
 
 
-def has_ipv6() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 # --- the plugin module ------------------------------------------------------------------

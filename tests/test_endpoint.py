@@ -6,12 +6,13 @@ import socket
 from typing import Any
 
 import pytest
-from conftest import has_ipv6, wait_for
+from conftest import wait_for
 from twisted.internet import endpoints
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory, Protocol
 
 from twisted_patch import ExclusivePort, ExclusiveTCPServerEndpoint, _native, listen_exclusive
+from twisted_patch.attacks import has_ipv6_loopback as has_ipv6
 
 
 class Echo(Protocol):
