@@ -93,8 +93,10 @@ def run(cfg: dict[str, Any]) -> tuple[list[Figure], dict[str, Any]]:
     available = cpus()
     server_cpu = available[0] if len(available) > 1 else None
     client_cpu = available[1] if len(available) > 1 else None
-    pinning = (f"servers pinned to CPU {server_cpu}, wrk (1 thread) to CPU {client_cpu} "
-               f"(sched_setaffinity, as taskset -c)") if server_cpu is not None else "1 CPU: no pinning"
+    pinning = "1 CPU: no pinning"
+    if server_cpu is not None:
+        pinning = (f"servers pinned to CPU {server_cpu}, wrk (1 thread) to CPU {client_cpu} "
+                   f"(sched_setaffinity, as taskset -c)")
     raw: dict[str, Any] = {"xtcp_description": desc, "pinning": pinning, "runs": []}
     seconds, reps, conns = cfg["accept_seconds"], cfg["accept_reps"], cfg["accept_connections"]
     ratios: dict[str, list[float]] = {n: [] for n in names}
@@ -112,7 +114,8 @@ def run(cfg: dict[str, Any]) -> tuple[list[Figure], dict[str, Any]]:
                 for kind in order:
                     res[kind] = run_wrk(servers[kind].port, seconds, conns, close, client_cpu)
                     raw["runs"].append({"load": label, "rep": rep, "server": kind, **res[kind]})
-                ratios[f"throughput xtcp/tcp, {label}"].append(res["xtcp"]["rps"] / res["tcp"]["rps"])
+                ratios[f"throughput xtcp/tcp, {label}"].append(
+                    res["xtcp"]["rps"] / res["tcp"]["rps"])
                 if "p50_ms" in res["tcp"] and "p50_ms" in res["xtcp"]:
                     ratios[f"median latency xtcp/tcp, {label}"].append(
                         res["xtcp"]["p50_ms"] / res["tcp"]["p50_ms"])

@@ -204,10 +204,7 @@ def table(figures: Sequence[Figure]) -> str:
     """The figures as a plain-text table."""
     rows = [("section", "figure", "median", "spread (min..max)", "unit", "target", "result")]
     for f in figures:
-        if f.median is None:
-            rng = "-"
-        else:
-            rng = f"{fmt(f.low, f.unit)}..{fmt(f.high, f.unit)}"
+        rng = "-" if f.median is None else f"{fmt(f.low, f.unit)}..{fmt(f.high, f.unit)}"
         rows.append((f.section, f.name, fmt(f.median, f.unit), rng, f.unit,
                      f.target or "-", f.verdict))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
