@@ -1,11 +1,15 @@
 """Accept throughput and latency: the same trivial server on ``tcp:`` and ``xtcp:``.
 
 Two server processes (bench/server.py), identical but for the endpoint
-string, are pinned to one CPU; ``wrk`` (one thread) is pinned to the other, so
-the load generator never competes with the server it measures.  Each
-repetition runs wrk against both servers back to back, the order alternating
-between repetitions to cancel drift (the machine is shared); the figure is the
-median of the per-repetition ratios xtcp/tcp.
+string, are pinned to one CPU; the load generators (``wrk``, one thread each)
+are pinned to the other, so a load generator never competes with the servers
+it measures.  In each repetition two wrk processes drive the two servers *at
+the same time*, for the same duration: both servers share their CPU (the
+scheduler gives runnable processes equal shares), so whatever else the
+machine is doing hits both alike, and the ratio of their request rates is the
+ratio of their per-request costs.  The order in which the two wrk processes
+are started alternates between repetitions.  The figure is the median of the
+per-repetition ratios xtcp/tcp; the spread is their min..max.
 
 Two loads:
 
@@ -65,17 +69,35 @@ def parse_wrk(text: str) -> dict[str, float]:
     return out
 
 
-def run_wrk(port: int, seconds: float, connections: int, close: bool,
-            cpu: int | None) -> dict[str, float]:
+def wrk_command(port: int, seconds: float, connections: int, close: bool) -> list[str]:
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
     if close:
         cmd += ["-H", "Connection: close"]
     cmd.append(f"http://127.0.0.1:{port}/")
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60,
-                          preexec_fn=pin_to(cpu))
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr}")
-    return parse_wrk(done.stdout)
+    return cmd
+
+
+def run_wrk_together(ports: dict[str, int], seconds: float, connections: int, close: bool,
+                     cpu: int | None) -> dict[str, dict[str, float]]:
+    """One wrk per server, all started together (in the order of ``ports``)."""
+    procs: dict[str, subprocess.Popen[str]] = {}
+    try:
+        for kind, port in ports.items():
+            procs[kind] = subprocess.Popen(
+                wrk_command(port, seconds, connections, close), stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True, preexec_fn=pin_to(cpu))
+        out = {}
+        for kind, proc in procs.items():
+            stdout, stderr = proc.communicate(timeout=seconds + 60)
+            if proc.returncode != 0:
+                raise RuntimeError(f"wrk against {kind} failed: {stderr}")
+            out[kind] = parse_wrk(stdout)
+        return out
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def run(cfg: dict[str, Any]) -> tuple[list[Figure], dict[str, Any]]:
@@ -95,8 +117,8 @@ def run(cfg: dict[str, Any]) -> tuple[list[Figure], dict[str, Any]]:
     client_cpu = available[1] if len(available) > 1 else None
     pinning = "1 CPU: no pinning"
     if server_cpu is not None:
-        pinning = (f"servers pinned to CPU {server_cpu}, wrk (1 thread) to CPU {client_cpu} "
-                   f"(sched_setaffinity, as taskset -c)")
+        pinning = (f"both servers pinned to CPU {server_cpu}, both wrk (1 thread each, run "
+                   f"concurrently) to CPU {client_cpu} (sched_setaffinity, as taskset -c)")
     raw: dict[str, Any] = {"xtcp_description": desc, "pinning": pinning, "runs": []}
     seconds, reps, conns = cfg["accept_seconds"], cfg["accept_reps"], cfg["accept_connections"]
     ratios: dict[str, list[float]] = {n: [] for n in names}
@@ -104,15 +126,14 @@ def run(cfg: dict[str, Any]) -> tuple[list[Figure], dict[str, Any]]:
             ServerProcess(desc, server_cpu) as xtcp:
         servers = {"tcp": tcp, "xtcp": xtcp}
         # Warm both servers up (first connections, allocator, caches).
-        for s in servers.values():
-            run_wrk(s.port, 1, conns, True, client_cpu)
+        run_wrk_together({k: s.port for k, s in servers.items()}, 1, conns, True, client_cpu)
         for close in (True, False):
             label = "new connection per request" if close else "keep-alive"
             for rep in range(reps):
                 order = ["tcp", "xtcp"] if rep % 2 == 0 else ["xtcp", "tcp"]
-                res = {}
+                res = run_wrk_together({k: servers[k].port for k in order}, seconds, conns,
+                                       close, client_cpu)
                 for kind in order:
-                    res[kind] = run_wrk(servers[kind].port, seconds, conns, close, client_cpu)
                     raw["runs"].append({"load": label, "rep": rep, "server": kind, **res[kind]})
                 ratios[f"throughput xtcp/tcp, {label}"].append(
                     res["xtcp"]["rps"] / res["tcp"]["rps"])

@@ -37,7 +37,7 @@ SECTIONS = {
 }
 
 FULL: dict[str, Any] = {
-    "accept_seconds": 1,
+    "accept_seconds": 2,
     "accept_reps": 7,
     "accept_connections": 32,
     "listen_cycles": 300,
