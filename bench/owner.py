@@ -8,6 +8,11 @@ Three ways to answer, each measured in the same repetition:
   program would use otherwise);
 - ``ss -Hltnp sport = :P`` (a subprocess, as a script would run it).
 
+Where the build has it, ``twisted_patch.owner.listeners(port, self_only=True)``
+(the kernel query, with holders looked up in this process only: what the
+post-listen owner check uses) is measured too, to show where ``who``'s time
+goes.
+
 The benchmark opens the other sockets itself, on loopback: half listening
 sockets, half established connections (both ends, accepted), after raising its
 own RLIMIT_NOFILE.  It closes them all before returning.
@@ -62,6 +67,16 @@ def open_noise(count: int) -> list[socket.socket]:
     return socks
 
 
+def self_only_available() -> bool:
+    try:
+        from twisted_patch.owner import listeners
+    except ImportError:
+        return False
+    import inspect
+
+    return "self_only" in inspect.signature(listeners).parameters
+
+
 def host_tcp_sockets() -> int | None:
     total = 0
     try:
@@ -109,7 +124,7 @@ def run(cfg: dict[str, Any]) -> tuple[list[Figure], dict[str, Any]]:
 
 def measure(size: int, port: int, reps: int, who: Any, psutil: Any, ss: str | None,
             raw: dict[str, Any]) -> list[Figure]:
-    times: dict[str, list[float]] = {"who": [], "psutil": [], "ss": []}
+    times: dict[str, list[float]] = {"who": [], "self_only": [], "psutil": [], "ss": []}
     answers: dict[str, Any] = {}
 
     def time_who() -> float:
@@ -119,6 +134,17 @@ def measure(size: int, port: int, reps: int, who: Any, psutil: Any, ss: str | No
             found = who(HOST, port)
             batch.append(time.perf_counter() - t0)
         answers["who"] = repr(found)[:300]
+        return statistics.median(batch) * 1e3
+
+    def time_self_only() -> float:
+        from twisted_patch.owner import listeners
+
+        batch = []
+        for _ in range(10):
+            t0 = time.perf_counter()
+            found = listeners(port, self_only=True)
+            batch.append(time.perf_counter() - t0)
+        answers["self_only"] = repr(found)[:300]
         return statistics.median(batch) * 1e3
 
     def time_psutil() -> float:
@@ -139,6 +165,7 @@ def measure(size: int, port: int, reps: int, who: Any, psutil: Any, ss: str | No
         return elapsed * 1e3
 
     runners = {"who": time_who if who else None,
+               "self_only": time_self_only if self_only_available() else None,
                "psutil": time_psutil if psutil else None,
                "ss": time_ss if ss else None}
     for fn in runners.values():  # warm up
@@ -165,6 +192,9 @@ def measure(size: int, port: int, reps: int, who: Any, psutil: Any, ss: str | No
     else:
         figs.append(unavailable(SECTION, f"who() {label}", "ms",
                                 f"<= {TARGET_MS} ms" if big else "", why["who"]))
+    if times["self_only"]:
+        figs.append(figure(SECTION, f"listeners(self_only=True) {label}", "ms",
+                           times["self_only"], note="kernel query + this process's fds only"))
     for name in ("psutil", "ss"):
         if times[name]:
             figs.append(figure(SECTION, f"{name} {label}", "ms", times[name]))

@@ -57,7 +57,7 @@ QUICK: dict[str, Any] = {
     "owner_sizes": [10, 30],
     "owner_reps": 2,
     "memory_connections": 20,
-    "memory_reps": 2,
+    "memory_reps": 1,
 }
 
 

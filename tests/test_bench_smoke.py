@@ -60,7 +60,10 @@ def test_bench_quick_runs_every_benchmark(tmp_path: Path) -> None:
     import twisted_patch
 
     assert measured("who() at 10 other sockets") == hasattr(twisted_patch, "who")
-    assert measured("xtcp + owner lookup (who): per listen") == hasattr(twisted_patch, "who")
+    import twisted_patch.port
+
+    assert measured("xtcp + owner check: per listen") == hasattr(
+        twisted_patch.port, "ensure_exclusive")
     from twisted.internet import endpoints, reactor
 
     for keyword, value, row in (("guard", "no", "xtcp + guard: per listen"),
