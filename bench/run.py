@@ -45,7 +45,7 @@ FULL: dict[str, Any] = {
     "owner_sizes": [100, 1_000, 10_000],
     "owner_reps": 7,
     "memory_connections": 1_000,
-    "memory_reps": 4,
+    "memory_reps": 6,
 }
 
 QUICK: dict[str, Any] = {
