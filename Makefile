@@ -9,8 +9,11 @@ PIP := $(VENV)/bin/pip
 # Warnings are errors for every build that make drives.
 STRICT_CFLAGS := -Wall -Wextra -Werror
 DEBIAN_PACKAGES := wine wine64 gcc-mingw-w64-x86-64 iproute2 util-linux strace
+# wrk: the load generator of `make bench` (accept throughput and latency).
+DEBIAN_PACKAGES += wrk
 
 .PHONY: all demo test deps venv install lint pytest clean test-compat wheel
+.PHONY: docs bench
 
 all: install
 
@@ -31,7 +34,7 @@ deps:
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
-	$(PIP) install -q ".[test,lint,tahoe]"
+	$(PIP) install -q ".[test,lint,tahoe,docs,bench]"
 	touch $@
 
 venv: $(VENV)/.created
@@ -45,13 +48,22 @@ install: venv
 	$(PY) -I -c "import twisted_patch._native as n; print('twisted_patch._native built:', n.PLATFORM_CORE)"
 
 lint: venv
-	$(VENV)/bin/ruff check twisted_patch twisted tests
+	$(VENV)/bin/ruff check twisted_patch twisted tests bench
 	$(VENV)/bin/mypy twisted_patch
 
 pytest: install
 	$(VENV)/bin/pytest tests
 
-test: deps install lint pytest
+test: deps install lint docs pytest
+
+# The documentation site; warnings are errors (part of `make test`).
+docs: install
+	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
+# Benchmarks against plain Twisted, psutil and ss (not part of `make test`; < 5 min).
+# Prints the table and writes bench/results/bench-<time>.json and latest.json.
+bench: deps install
+	$(PY) bench/run.py
 
 demo: install
 	$(VENV)/bin/twisted-patch probe
