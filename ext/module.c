@@ -450,18 +450,21 @@ error:
 }
 
 PyDoc_STRVAR(listeners_doc,
-"listeners(port, self_only=False) -> list of (family, host, port, uid, user,\n"
+"listeners(port, self_only=False, processes=True) -> list of (family, host, port, uid, user,\n"
 "    inode, v6only, pids, names, pids_truncated)\n\n"
 "Every TCP listener on port (1-65535), both families, wildcard and specific\n"
 "addresses.  uid, user, inode and v6only are None where unknown; pids and\n"
 "names are tuples (names[i] None where unknown).  self_only: on Linux, look\n"
-"for holding processes only in this process (no walk of /proc).  Raises BindError with\n"
+"for holding processes only in this process (no walk of /proc).  processes=False:\n"
+"on Linux, no search for holding processes at all (inodes only).  Raises BindError with\n"
 "stage 'owner' when the lookup fails or is not supported on this OS.");
 
 static PyObject *py_listeners(PyObject *self, PyObject *args)
 {
     long port;
     int self_only = 0;
+    int processes = 1;
+    unsigned flags;
     xb_listeners list = {NULL, 0, 0};
     xb_error err = {XB_STAGE_NONE, 0, NULL};
     PyObject *result;
@@ -469,15 +472,16 @@ static PyObject *py_listeners(PyObject *self, PyObject *args)
     int rc;
 
     (void)self;
-    if (!PyArg_ParseTuple(args, "l|p:listeners", &port, &self_only))
+    if (!PyArg_ParseTuple(args, "l|pp:listeners", &port, &self_only, &processes))
         return NULL;
     if (port < 1 || port > 65535) {
         PyErr_Format(PyExc_ValueError, "port %ld is out of range: give a number from 1 to 65535",
                      port);
         return NULL;
     }
+    flags = (self_only ? XB_OWNER_SELF_ONLY : 0u) | (processes ? 0u : XB_OWNER_NO_PROCESSES);
     Py_BEGIN_ALLOW_THREADS
-    rc = xb_owner_listeners((int)port, self_only ? XB_OWNER_SELF_ONLY : 0u, &list, &err);
+    rc = xb_owner_listeners((int)port, flags, &list, &err);
     Py_END_ALLOW_THREADS
     if (rc != 0)
         return raise_error(&err, NULL);

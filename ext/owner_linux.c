@@ -524,7 +524,7 @@ int xb_owner_listeners(int port, unsigned flags, xb_listeners *out, xb_error *er
     if (rc == 0)
         rc = diag_dump(AF_INET6, port, 0x74700006u, buf, out, err);
     free(buf);
-    if (rc == 0 && out->count > 0)
+    if (rc == 0 && out->count > 0 && (flags & XB_OWNER_NO_PROCESSES) == 0)
         rc = find_processes(out, (flags & XB_OWNER_SELF_ONLY) != 0, err);
     if (rc == 0)
         rc = fill_users(out, err);

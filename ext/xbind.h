@@ -198,6 +198,10 @@ extern const char xb_owner_backend[];
                                  other listeners then have no pids).  Ignored where
                                  the listeners themselves are found by walking the
                                  processes (macOS) or come with their pid (Windows). */
+#define XB_OWNER_NO_PROCESSES 2u /* Linux: no search for holding processes at all
+                                    (no pids, no names; inode and uid still given):
+                                    the post-listen check compares inodes.  Ignored
+                                    where pids come with the listeners. */
 
 /*
  * Every TCP listener on `port` (1..65535), both families.  *out must be

@@ -20,6 +20,7 @@ def strerror(code: int) -> str: ...
 def listeners(
     port: int,
     self_only: bool = ...,
+    processes: bool = ...,
 ) -> list[
     tuple[
         int,

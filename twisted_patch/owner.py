@@ -128,18 +128,19 @@ def _lookup_error(e: OSError) -> OwnerLookupError:
     return OwnerLookupError(code, f"owner lookup failed: {detail}: {e.strerror}")
 
 
-def listeners(port: int, *, self_only: bool = False) -> list[Listener]:
+def listeners(port: int, *, self_only: bool = False, processes: bool = True) -> list[Listener]:
     """Every TCP listener on ``port``, both families, wildcard and specific.
 
     ``self_only`` (Linux): find holding processes only in this process, without
     walking other processes' ``/proc/PID/fd``; other listeners then have no
-    pids.  Raises ``ValueError`` for a bad port and :class:`OwnerLookupError`
+    pids.  ``processes=False`` (Linux): no search for holding processes at all
+    (inodes and uids only).  Raises ``ValueError`` for a bad port and :class:`OwnerLookupError`
     when the lookup fails.
     """
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise ValueError(f"port must be a number from 1 to 65535, not {port!r}")
     try:
-        rows = _native.listeners(port, self_only)
+        rows = _native.listeners(port, self_only, processes)
     except _native.BindError as e:
         raise _lookup_error(e) from None
     result = []
@@ -419,7 +420,13 @@ def check_exclusive(target: Any | socket.socket | tuple[str, int]) -> list[Liste
     def foreign(found: list[Listener]) -> list[Listener]:
         return [item for item in found if _overlaps(item, family, host) and me not in item.pids]
 
-    # The common case (only us) needs no walk of other processes; name them only if any.
+    # The common case (only us): for our own socket, the kernel's inodes say it
+    # without any walk of /proc; then only our own fds; name others only if any.
+    if isinstance(target, socket.socket) and _native.OWNER_BACKEND == "linux":
+        mine = os.fstat(target.fileno()).st_ino
+        seen = listeners(port, processes=False)
+        if all(item.inode == mine for item in seen if _overlaps(item, family, host)):
+            return []
     if not foreign(listeners(port, self_only=True)):
         return []
     return foreign(listeners(port))
