@@ -82,8 +82,18 @@ int xb_addr_parse(const char *host, long port, int family, xb_addr *out, xb_erro
     hints.ai_family = AF_INET6;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICHOST;
-    if (getaddrinfo(host, NULL, &hints, &res) != 0 || res == NULL)
+    int gai = getaddrinfo(host, NULL, &hints, &res);
+    if (gai != 0 || res == NULL) {
+        /* Only EAI_NONAME says the text is not an address; a resolver or
+         * memory failure must not be reported as the caller's mistake. */
+        if (gai == EAI_MEMORY)
+            return fail(err, ENOMEM, "out of memory while parsing the IPv6 address");
+        if (gai == EAI_SYSTEM)
+            return fail(err, errno ? errno : EIO, "getaddrinfo failed while parsing the IPv6 address");
+        if (gai != 0 && gai != EAI_NONAME)
+            return fail(err, EAGAIN, "getaddrinfo failed while parsing the IPv6 address");
         return fail(err, EINVAL, "not a numeric IP address");
+    }
     if (family == AF_INET) {
         freeaddrinfo(res);
         return fail(err, EAFNOSUPPORT, "an IPv6 address was given where IPv4 is required");
