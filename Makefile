@@ -8,7 +8,8 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 # Warnings are errors for every build that make drives.
 STRICT_CFLAGS := -Wall -Wextra -Werror
-DEBIAN_PACKAGES := wine wine64 gcc-mingw-w64-x86-64 iproute2 util-linux strace
+DEBIAN_PACKAGES := wine wine64 gcc-mingw-w64-x86-64 iproute2 util-linux strace \
+	clang clang-tidy cppcheck libclang-rt-14-dev valgrind
 # wrk: the load generator of `make bench` (accept throughput and latency).
 DEBIAN_PACKAGES += wrk
 
@@ -88,3 +89,6 @@ test-compat: wheel
 
 clean:
 	rm -rf build dist *.egg-info $(VENV) $(COMPAT_VENV) tests/c/build docs/_build
+
+# Sanitizers, fuzzing, valgrind, static analysis: test-asan, test-fuzz, test-valgrind, test-static.
+include hardening.mk

@@ -88,8 +88,10 @@ int xb_addr_parse(const char *host, long port, int family, xb_addr *out, xb_erro
          * memory failure must not be reported as the caller's mistake. */
         if (gai == EAI_MEMORY)
             return fail(err, ENOMEM, "out of memory while parsing the IPv6 address");
+#ifdef EAI_SYSTEM
         if (gai == EAI_SYSTEM)
             return fail(err, errno ? errno : EIO, "getaddrinfo failed while parsing the IPv6 address");
+#endif
         if (gai != 0 && gai != EAI_NONAME)
             return fail(err, EAGAIN, "getaddrinfo failed while parsing the IPv6 address");
         return fail(err, EINVAL, "not a numeric IP address");

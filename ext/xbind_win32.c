@@ -257,7 +257,8 @@ int xb_socket_options(xb_sock s, xb_sockopts *out, xb_error *err)
         int len = (int)sizeof(info);
         if (getsockopt(s, SOL_SOCKET, SO_PROTOCOL_INFOW, (char *)&info, &len) != 0)
             return fail(err, XB_STAGE_OPTION, WSAGetLastError(), "SO_PROTOCOL_INFOW");
-        name.ss.ss_family = (ADDRESS_FAMILY)info.iAddressFamily;
+        /* mingw declares ss_family as short (Microsoft: ADDRESS_FAMILY); AF_* values fit. */
+        name.ss.ss_family = (ADDRESS_FAMILY)info.iAddressFamily; // NOLINT(bugprone-narrowing-conversions)
     }
     if (name.ss.ss_family == AF_INET6 &&
         get_int_option(s, IPPROTO_IPV6, IPV6_V6ONLY, &out->v6only, "IPV6_V6ONLY", err) != 0)
