@@ -1,0 +1,110 @@
+"""Helpers shared by the hardening tests (issue 8): building small C programs,
+counting file descriptors and memory, reading who listens on a port from /proc.
+
+Not a test module (no ``test_`` prefix); the tests import it as ``_hardening``
+(pytest puts ``tests/`` on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+FAULT_SHIM_SRC = TESTS / "fault" / "xbfault.c"
+
+LINUX = sys.platform.startswith("linux")
+
+
+def c_compiler() -> Optional[str]:
+    for name in (os.environ.get("CC", ""), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def under_asan() -> bool:
+    """True when libasan is preloaded (make test-asan)."""
+    return "libasan" in os.environ.get("LD_PRELOAD", "")
+
+
+def build_c(sources: list[Path], output: Path, *flags: str) -> Path:
+    """Compile C sources into output; raise with the compiler's message on failure."""
+    cc = c_compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler (cc/gcc/clang) to build a test helper")
+    cmd = [cc, "-std=c11", "-O1", "-Wall", "-Wextra", "-Werror", "-o", str(output)]
+    cmd += [str(s) for s in sources] + list(flags)
+    # A sanitizer runtime preloaded for the tests must not be preloaded into the compiler.
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr}")
+    return output
+
+
+def build_fault_shim(directory: Path) -> Path:
+    """tests/fault/xbfault.c as a preloadable shared library."""
+    return build_c(
+        [FAULT_SHIM_SRC],
+        directory / "libxbfault.so",
+        "-shared",
+        "-fPIC",
+        "-ldl",
+        "-lpthread",
+    )
+
+
+def world_readable_tempdir(prefix: str) -> Path:
+    """A directory another uid (setpriv --reuid=65534) can enter and run programs from."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+def fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def preload_env(library: Path, **extra: str) -> dict[str, str]:
+    """The environment for a child with `library` preloaded after any preload already
+    in place (libasan must stay first under make test-asan)."""
+    env = dict(os.environ)
+    current = env.get("LD_PRELOAD", "")
+    env["LD_PRELOAD"] = f"{current} {library}".strip()
+    env.update(extra)
+    return env
+
+
+def listening_inodes(port: int) -> dict[int, tuple[str, int]]:
+    """Every TCP socket in LISTEN state on `port` (any address, both families):
+    {inode: (local address hex, uid)} from /proc/net/tcp and /proc/net/tcp6."""
+    found: dict[int, tuple[str, int]] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                lines = f.read().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state, uid, inode = fields[1], fields[3], fields[7], fields[9]
+            address, _, port_hex = local.rpartition(":")
+            if state == "0A" and int(port_hex, 16) == port:
+                found[int(inode)] = (address, int(uid))
+    return found
+
+
+def socket_inode(fd: int) -> int:
+    return os.fstat(fd).st_ino
