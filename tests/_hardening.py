@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -23,7 +22,7 @@ FAULT_SHIM_SRC = TESTS / "fault" / "xbfault.c"
 LINUX = sys.platform.startswith("linux")
 
 
-def c_compiler() -> Optional[str]:
+def c_compiler() -> str | None:
     for name in (os.environ.get("CC", ""), "cc", "gcc", "clang"):
         if name and shutil.which(name):
             return name

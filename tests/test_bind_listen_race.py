@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
+import _hardening as h
 import pytest
 from twisted.internet import tcp
 from twisted.internet.defer import Deferred
@@ -41,7 +42,6 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
-import _hardening as h
 from twisted_patch.endpoint import ExclusiveTCPServerEndpoint
 
 pytestmark = pytest.mark.skipif(not h.LINUX, reason="reads /proc/net/tcp; Linux kernel rules")

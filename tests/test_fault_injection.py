@@ -18,9 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import _hardening as h
+import pytest
 
 pytestmark = pytest.mark.skipif(not h.LINUX, reason="the LD_PRELOAD shim is for Linux/glibc")
 
@@ -36,9 +35,10 @@ CASES = {c.id: c for c in fault_cases.cases()}
 SOAK_FAILURES = 10_000
 # RSS may move by allocator noise: pymalloc arenas (256 KiB each) and glibc's heap
 # top are returned to the OS or kept at their own discretion.  Measured here: 0 bytes
-# of drift over 10,000 failures in repeated runs (the child collects reference cycles
-# every 100 cases and takes gc.get_objects() before RSS; without that the not-yet-collected Failure cycles add a
-# ~400 KiB high-water mark that stops growing after ~40,000 failures).  A leak of
+# of drift over 10,000 failures in repeated runs (the child collects reference
+# cycles every 100 cases and takes gc.get_objects() before RSS; without that, the
+# not-yet-collected Failure cycles and the object list add a ~400 KiB high-water
+# mark that stops growing after ~40,000 failures).  A leak of
 # 16 bytes per failure is 160 KB over 10,000 failures; the control below leaks 64
 # bytes per failure and must exceed this tolerance, so the check can fail.
 RSS_TOLERANCE = 128 * 1024

@@ -19,7 +19,7 @@ import os
 import socket
 import sys
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 E = errno
 
@@ -49,9 +49,9 @@ class Case:
     path: str  # "endpoint": ExclusiveTCPServerEndpoint.listen; else a _native function
     host: str
     rules: list[tuple[str, str, int]]  # (call, errno name, skip)
-    stage: Optional[str] = None  # expected BindError / ExclusiveListenError stage
-    errno_name: Optional[str] = None  # expected errno (None: the first rule's)
-    detail: Optional[str] = None  # expected .detail / word in the message
+    stage: str | None = None  # expected BindError / ExclusiveListenError stage
+    errno_name: str | None = None  # expected errno (None: the first rule's)
+    detail: str | None = None  # expected .detail / word in the message
     value_error: bool = False  # expect ValueError (endpoint: CannotListenError from one)
     words: list[str] = field(default_factory=list)  # the message must contain one of these
 
