@@ -34,7 +34,7 @@ CASES = {c.id: c for c in fault_cases.cases()}
 
 SOAK_FAILURES = 10_000
 # RSS may move by allocator noise: pymalloc arenas (256 KiB each) and glibc's heap
-# top are returned to the OS or kept at their own discretion.  Measured here: 0 bytes
+# top are returned to the OS or kept at their own discretion.  Measured here: 0-12 KiB
 # of drift over 10,000 failures in repeated runs (the child collects reference
 # cycles every 100 cases and takes gc.get_objects() before RSS; without that, the
 # not-yet-collected Failure cycles and the object list add a ~400 KiB high-water
@@ -99,7 +99,7 @@ def test_soak_10000_failures_leave_no_trace(shim: Path) -> None:
     assert r["injected"] >= SOAK_FAILURES
     # The measurements can fail: a small leak of each kind is seen.
     assert r["control_fds_leak"] == 10
-    assert r["control_objects_leak"] >= SOAK_FAILURES
+    assert r["control_objects_leak"] > OBJECTS_TOLERANCE
     assert r["fds_after"] == r["fds_before"], r
     assert r["objects_after"] - r["objects_before"] <= OBJECTS_TOLERANCE, r
     if h.under_asan():

@@ -149,6 +149,8 @@ class WineSession:
         )
         env.pop("DISPLAY", None)
         env.pop("WAYLAND_DISPLAY", None)
+        # make test-asan preloads libasan for the extension; Wine's loader fails with it.
+        env.pop("LD_PRELOAD", None)
         return env
 
     @classmethod
