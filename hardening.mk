@@ -139,9 +139,11 @@ test-fuzz: deps
 ASAN_CFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all -g -O1
 test-asan: deps
 	@start=$$(date +%s); set -e; \
-	if [ ! -f $(ASAN_VENV)/.created ]; then \
+	if [ ! -x $(ASAN_VENV)/bin/pip ]; then \
 	  $(PYTHON) -m venv $(ASAN_VENV); \
 	  $(ASAN_VENV)/bin/pip install -q --upgrade pip setuptools wheel; \
+	fi; \
+	if [ ! -f $(ASAN_VENV)/.created ] || [ pyproject.toml -nt $(ASAN_VENV)/.created ]; then \
 	  $(ASAN_VENV)/bin/pip install -q ".[test]"; \
 	  touch $(ASAN_VENV)/.created; \
 	fi; \
