@@ -80,6 +80,7 @@ test-static: deps
 #   VG_ARGS_<name>   its arguments          VG_SRCS_<name>  the ext/ files instead of CORE_SRCS
 #   VG_SKIP          programs that are not native tests (Windows-only ones)
 VG_ARGS_xbtest := selftest
+VG_ARGS_guardprobe := guard 127.0.0.1 127.0.0.1
 VG_SRCS_owner_none_test := ext/owner_none.c ext/owner_common.c
 VG_SKIP := owner_win32_test
 test-valgrind: deps
