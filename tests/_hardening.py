@@ -165,5 +165,18 @@ def _listening_proc(port: int) -> dict[int, tuple[str, int]]:
     return found
 
 
+def own_socket_inodes() -> set[int]:
+    """Inodes of every socket this process holds (from /proc/self/fd)."""
+    found: set[int] = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            found.add(int(link[8:-1]))
+    return found
+
+
 def socket_inode(fd: int) -> int:
     return os.fstat(fd).st_ino

@@ -172,7 +172,16 @@ class ExclusivePort(tcp.Port):
             family, host = _guard_mod.normalise(self.interface)
         except ValueError as e:
             raise CannotListenError(self.interface, self.port, e) from None
-        mode = self.guard_mode or "no"
+        mode = self.guard_mode
+        if mode is None:
+            # __init__ could not parse the interface (a transient failure: out of
+            # memory, resolver error) but startListening could: resolve the guard now
+            # instead of silently listening without one (found by fault injection).
+            try:
+                mode = _guard_mod.resolve_guard(self.requested_guard, family, host)
+            except ValueError as e:
+                raise CannotListenError(self.interface, self.port, e) from None
+            self.guard_mode = mode
         attempts = _guard_mod.PORT_ZERO_ATTEMPTS if self.port == 0 else 1
         taken_from: ExclusivePort | None = None
         retried: list[int] = []  # port-0 numbers given up: taken in the sibling family
@@ -347,7 +356,16 @@ class ExclusivePort(tcp.Port):
         if self._key is None or self._guard is not None or not self.connected:
             return
         family, host, port = self._key
-        mode = self.guard_mode or "no"
+        mode = self.guard_mode
+        if mode is None:
+            # __init__ could not parse the interface (a transient failure: out of
+            # memory, resolver error) but startListening could: resolve the guard now
+            # instead of silently listening without one (found by fault injection).
+            try:
+                mode = _guard_mod.resolve_guard(self.requested_guard, family, host)
+            except ValueError as e:
+                raise CannotListenError(self.interface, self.port, e) from None
+            self.guard_mode = mode
         try:
             held = self._open_guard(mode, family, host, port)
         except (_SiblingBusy, CannotListenError) as e:

@@ -56,13 +56,17 @@ class Case:
     id: str
     path: str  # "endpoint": ExclusiveTCPServerEndpoint.listen; else a _native function
     host: str
-    rules: list[tuple[str, str, int]]  # (call, errno name, skip)
+    rules: list[tuple[Any, ...]]  # (call, errno name, skip[, times: default 1, -1 all])
     stage: str | None = None  # expected BindError / ExclusiveListenError stage
     errno_name: str | None = None  # expected errno (None: the first rule's)
     detail: str | None = None  # expected .detail / word in the message
     value_error: bool = False  # expect ValueError (endpoint: CannotListenError from one)
     words: list[str] = field(default_factory=list)  # the message must contain one of these
     succeeds: bool = False  # the failure is absorbed by design (retried, skipped, logged)
+    guard: str | None = None  # endpoint guard= / probe= (None: the defaults)
+    probe: str | None = None
+    sibling: bool = False  # the message names the other family's address (the guard's)
+    expect_guard: str | None = None  # guard mode the listening port must have
 
 
 def cases() -> list[Case]:
@@ -96,8 +100,13 @@ def cases() -> list[Case]:
                             errno_name="EADDRINUSE", detail="bind"))
     for e in GAI_ERRS:
         words = ["out of memory"] if e == "EAI_MEMORY" else ["getaddrinfo failed"]
-        out.append(Case(f"endpoint-getaddrinfo-{e}", "endpoint", "::1",
-                        [("getaddrinfo", e, 0)], value_error=True, words=words))
+        # Every parse fails: a clear error, from the first parse in listen.
+        out.append(Case(f"endpoint-getaddrinfo-every-{e}", "endpoint", "::1",
+                        [("getaddrinfo", e, 0, -1)], value_error=True, words=words))
+        # Only ExclusivePort.__init__'s parse fails: startListening parses again and
+        # must still give the port its default guard (not run without one).
+        out.append(Case(f"endpoint-getaddrinfo-init-{e}", "endpoint", "::1",
+                        [("getaddrinfo", e, 0)], succeeds=True, expect_guard="serve"))
         out.append(Case(f"parse_address-getaddrinfo-{e}", "parse_address", "::1",
                         [("getaddrinfo", e, 0)], value_error=True, words=words))
     for e in GNI_ERRS:
@@ -175,12 +184,30 @@ def owner_cases() -> list[Case]:
                             [(call, e, 0)], succeeds=True))
     # The endpoint's post-listen check cannot look: logged, the port still listens
     # (ExclusivePort's documented policy: not knowing is not evidence of a hijack).
+    # guard=no, probe=off: the second socket() is then the lookup's netlink socket.
     for call, e in (("socket", "EMFILE"), ("sendto", "ENOBUFS"), ("recvmsg", "ENOMEM")):
         skip = 1 if call == "socket" else 0  # the first socket() is the listener's
         for host in ("127.0.0.1", "::1"):
             fam = "v4" if host == "127.0.0.1" else "v6"
             out.append(Case(f"endpoint-postcheck-{call}-{e}-{fam}", "endpoint", host,
-                            [(call, e, skip)], succeeds=True))
+                            [(call, e, skip)], succeeds=True, guard="no", probe="off"))
+    # The address-family guard (default serve on loopback): a guard that cannot be
+    # opened fails the listen (fail closed), naming the sibling address -- except
+    # EAFNOSUPPORT: that family does not exist here, which is logged, not fatal.
+    for host in ("127.0.0.1", "::1"):
+        fam = "v4" if host == "127.0.0.1" else "v6"
+        for e in ("EMFILE", "ENOBUFS"):
+            out.append(Case(f"endpoint-guard-socket-{e}-{fam}", "endpoint", host,
+                            [("socket", e, 1)], "socket", detail="socket", sibling=True))
+        out.append(Case(f"endpoint-guard-socket-EAFNOSUPPORT-{fam}", "endpoint", host,
+                        [("socket", "EAFNOSUPPORT", 1)], succeeds=True, expect_guard="serve"))
+    # The self-probe (strict): an attempt whose socket cannot be made is recorded as
+    # a probe error, not a hijackable bind: the port listens.
+    for host in ("127.0.0.1", "::1"):
+        fam = "v4" if host == "127.0.0.1" else "v6"
+        for e in ("EMFILE", "ENOBUFS"):
+            out.append(Case(f"endpoint-probe-socket-{e}-{fam}", "endpoint", host,
+                            [("socket", e, 2)], succeeds=True, guard="no", probe="strict"))
     return out
 
 
@@ -197,6 +224,8 @@ def problems(case: Case, outcome: dict[str, Any]) -> list[str]:
         expected = "listening" if case.path == "endpoint" else "returned"
         if kind != expected:
             found.append(f"expected the failure to be absorbed ({expected}), got {outcome}")
+        if case.expect_guard is not None and outcome.get("guard") != case.expect_guard:
+            found.append(f"guard {outcome.get('guard')!r}, expected {case.expect_guard!r}")
         return found
     if case.value_error:
         expected = "CannotListenError" if case.path == "endpoint" else "ValueError"
@@ -220,6 +249,8 @@ def problems(case: Case, outcome: dict[str, Any]) -> list[str]:
             if words and not any(w in message for w in words):
                 found.append(f"message names none of {words}: {message}")
             address = f"[{case.host}]:0" if ":" in case.host else f"{case.host}:0"
+            if case.sibling:  # the guard's address: the other family, the real port
+                address = "127.0.0.1:" if ":" in case.host else "[::1]:"
             if address not in message:
                 found.append(f"message lacks the address {address}: {message}")
     if case.words and not any(w in message for w in case.words):
@@ -240,8 +271,9 @@ class Shim:
         self.lib = lib
         lib.xbfault_caller(b"_native")
 
-    def arm(self, rules: list[tuple[str, str, int]]) -> None:
-        spec = ",".join(f"{call}:{err}:{skip}:1" for call, err, skip in rules)
+    def arm(self, rules: list[tuple[Any, ...]]) -> None:
+        spec = ",".join(
+            f"{r[0]}:{r[1]}:{r[2]}:{r[3] if len(r) > 3 else 1}" for r in rules)
         if self.lib.xbfault_config(spec.encode()) != len(rules):
             raise RuntimeError(f"shim refused {spec!r}")
 
@@ -270,7 +302,8 @@ def run_case(shim: Shim, case: Case) -> dict[str, Any]:
     try:
         if case.path == "endpoint":
             reactor = MemoryReactorClock()
-            endpoint = ExclusiveTCPServerEndpoint(reactor, 0, interface=case.host)
+            endpoint = ExclusiveTCPServerEndpoint(reactor, 0, interface=case.host,
+                                                  guard=case.guard, probe=case.probe)
             results: list[Any] = []
             shim.arm(case.rules)
             endpoint.listen(Factory.forProtocol(Protocol)).addBoth(results.append)
@@ -286,6 +319,7 @@ def run_case(shim: Shim, case: Case) -> dict[str, Any]:
                                stage=getattr(err, "stage", None))
             else:
                 outcome["type"] = "listening"
+                outcome["guard"] = getattr(result, "guard_mode", None)
                 result.stopListening()
                 reactor.advance(0)
         elif case.path in ("listeners", "listeners-all"):
