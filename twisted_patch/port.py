@@ -356,16 +356,7 @@ class ExclusivePort(tcp.Port):
         if self._key is None or self._guard is not None or not self.connected:
             return
         family, host, port = self._key
-        mode = self.guard_mode
-        if mode is None:
-            # __init__ could not parse the interface (a transient failure: out of
-            # memory, resolver error) but startListening could: resolve the guard now
-            # instead of silently listening without one (found by fault injection).
-            try:
-                mode = _guard_mod.resolve_guard(self.requested_guard, family, host)
-            except ValueError as e:
-                raise CannotListenError(self.interface, self.port, e) from None
-            self.guard_mode = mode
+        mode = self.guard_mode or "no"
         try:
             held = self._open_guard(mode, family, host, port)
         except (_SiblingBusy, CannotListenError) as e:
