@@ -32,7 +32,8 @@ deps:
 	  fi; \
 	fi
 
-$(VENV)/.created:
+# Re-made when pyproject.toml changes (new extras reach an existing venv).
+$(VENV)/.created: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 	$(PIP) install -q ".[test,lint,tahoe,docs,bench]"
