@@ -144,7 +144,9 @@ def setpriv_available() -> str | None:
         return "not root: cannot start a process as another uid"
     if shutil.which("setpriv") is None:
         return "setpriv (util-linux) is not installed"
-    return None
+    from twisted_patch.attacks import can_switch_uid
+
+    return can_switch_uid()
 
 
 class Attacker:
@@ -153,7 +155,13 @@ class Attacker:
     def __init__(
         self, host: str, port: int, reuseaddr: bool, reuseport: bool, uid: int | None = None
     ) -> None:
-        argv = [sys.executable, "-I", "-S", "-c", ATTACKER, host, str(port),
+        python = sys.executable
+        if uid is not None:
+            # Our interpreter may live where another uid cannot run it (/root/.pyenv).
+            from twisted_patch.attacks import other_uid_python
+
+            python = other_uid_python() or sys.executable
+        argv = [python, "-I", "-S", "-c", ATTACKER, host, str(port),
                 "1" if reuseaddr else "0", "1" if reuseport else "0"]
         if uid is not None:
             argv = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *argv]
