@@ -288,39 +288,22 @@ int xb_socket_raw(int family, xb_sock *out, xb_error *err)
 int xb_guard_open(const xb_addr *addr, xb_sock *out, xb_error *err)
 {
     SOCKET s;
-    int family;
-    u_long nonblocking = 1;
 
     if (out == NULL || addr == NULL)
         return fail(err, XB_STAGE_SOCKET, WSAEINVAL, "no address or output socket");
     *out = XB_BADSOCK;
-    family = xb_addr_family(addr);
-    if (family != AF_INET && family != AF_INET6)
-        return fail(err, XB_STAGE_SOCKET, WSAEAFNOSUPPORT, "WSASocketW");
-    if (open_noinherit(family, &s, err) != 0)
-        return -1;
-    if (family == AF_INET6 &&
-        set_int_option(s, IPPROTO_IPV6, IPV6_V6ONLY, 1, "IPV6_V6ONLY", err) != 0)
-        goto fail_close;
     /* Windows lets a same-user socket bind over a plain bound socket
-     * (specific over wildcard, or SO_REUSEADDR on the same address):
-     * only SO_EXCLUSIVEADDRUSE, set before bind(), stops every later bind. */
-    if (set_int_option(s, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, 1, "SO_EXCLUSIVEADDRUSE", err) != 0)
-        goto fail_close;
-    if (ioctlsocket(s, FIONBIO, &nonblocking) != 0) {
-        fail(err, XB_STAGE_OPTION, WSAGetLastError(), "FIONBIO");
-        goto fail_close;
-    }
-    if (xb_socket_bind(s, addr, err) != 0)
-        goto fail_close;
-    *out = s;
-    return 0;
-
-fail_close:
-    {
+     * (specific over wildcard, or SO_REUSEADDR on the same address): only
+     * SO_EXCLUSIVEADDRUSE, set before bind(), stops every later bind.  So a
+     * guard is exactly the listener's socket, bound and never listening. */
+    if (xb_socket_open(xb_addr_family(addr), &s, err) != 0)
+        return -1;
+    if (xb_socket_bind(s, addr, err) != 0) {
         int e = WSAGetLastError();
         closesocket(s);
         WSASetLastError(e);
+        return -1;
     }
-    return -1;
+    *out = s;
+    return 0;
 }
