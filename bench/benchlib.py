@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import platform
 import resource
-import socket
 import statistics
 import sys
 import time
@@ -140,15 +139,6 @@ def who_function() -> Callable[..., Any] | None:
 
     fn = getattr(twisted_patch, "who", None)
     return fn if callable(fn) else None
-
-
-def ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 def machine() -> dict[str, Any]:
