@@ -15,8 +15,7 @@ from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStrea
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from twisted_patch import _native
-from twisted_patch.errors import format_address
+from twisted_patch.errors import format_address, parse_numeric_host
 from twisted_patch.guard import check_guard, check_probe, resolve_guard
 from twisted_patch.port import ExclusivePort, port_class_for
 from twisted_patch.report import log_listen_failure
@@ -72,23 +71,15 @@ def check_interface(value: object, family: int = socket.AF_UNSPEC) -> tuple[int,
     Host names are refused on purpose: which address a name resolves to (and
     in which family) is not something a hardened listener should guess.
     """
-    if not isinstance(value, str):
-        raise ValueError(f"interface must be an IP address, not {value!r}")
-    text = value.strip()
-    if text.startswith("[") and text.endswith("]"):
-        text = text[1:-1]
-    if not text:
+    parsed = parse_numeric_host(
+        value, "interface", family,
+        localhost_hint="use 127.0.0.1 or ::1; the other family is guarded for you",
+    )
+    if parsed is None:
         if family == socket.AF_INET6:
             return socket.AF_INET6, "::"
         return socket.AF_INET, "0.0.0.0"
-    try:
-        parsed_family, host, _ = _native.parse_address(text, 0, family)
-    except ValueError as e:
-        hint = ""
-        if text.lower() == "localhost":
-            hint = " (use 127.0.0.1 or ::1; the other family is guarded for you)"
-        raise ValueError(f"interface {value!r}: {e}{hint}") from None
-    return parsed_family, host
+    return parsed
 
 
 @implementer(IStreamServerEndpoint)

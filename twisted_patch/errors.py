@@ -54,6 +54,27 @@ class ExclusiveListenError(OSError):
         return str(self.strerror)
 
 
+def parse_numeric_host(
+    value: object, what: str, family: int = 0, localhost_hint: str = ""
+) -> tuple[int, str] | None:
+    """(family, canonical text) of a numeric IP address, ``[...]`` allowed;
+    None for an empty value.  ``ValueError`` names ``what`` and the problem
+    (names are refused: which address they resolve to is not ours to guess)."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be an IP address, not {value!r}")
+    text = value.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    if not text:
+        return None
+    try:
+        parsed_family, canonical, _ = _native.parse_address(text, 0, family)
+    except ValueError as e:
+        hint = f" ({localhost_hint})" if localhost_hint and text.lower() == "localhost" else ""
+        raise ValueError(f"{what} {value!r}: {e}{hint}") from None
+    return parsed_family, canonical
+
+
 def format_address(host: str, port: int) -> str:
     """``127.0.0.1:80`` / ``[::1]:80``; an empty host is the IPv4 wildcard."""
     if ":" in host:

@@ -40,7 +40,7 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from twisted_patch import _native
-from twisted_patch.errors import ExclusiveListenError, format_address
+from twisted_patch.errors import ExclusiveListenError, format_address, parse_numeric_host
 
 log = Logger()
 
@@ -174,21 +174,12 @@ _V4_MAPPED = b"\x00" * 10 + b"\xff\xff"
 
 def normalise_host(host: str) -> tuple[int, str]:
     """(family, canonical text) of a numeric address; ValueError otherwise."""
-    if not isinstance(host, str):
-        raise ValueError(f"host must be an IP address, not {host!r}")
-    text = host.strip()
-    if text.startswith("[") and text.endswith("]"):
-        text = text[1:-1]
-    if not text:
+    parsed = parse_numeric_host(
+        host, "host", localhost_hint="give 127.0.0.1 or ::1: a name may resolve to either family"
+    )
+    if parsed is None:
         raise ValueError("host is empty: give an IP address such as 127.0.0.1 or ::1")
-    try:
-        family, canonical, _ = _native.parse_address(text, 0)
-    except ValueError as e:
-        hint = ""
-        if text.lower() == "localhost":
-            hint = " (give 127.0.0.1 or ::1: a name may resolve to either family)"
-        raise ValueError(f"host {host!r}: {e}{hint}") from None
-    return family, canonical
+    return parsed
 
 
 def receives(listener: Listener, host: str) -> bool:
