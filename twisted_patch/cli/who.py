@@ -9,7 +9,9 @@ import argparse
 import json
 import sys
 
-from twisted_patch.owner import Listener, OwnerLookupError, parse_target, who
+from twisted_patch._address import parse_target
+from twisted_patch.errors import format_address
+from twisted_patch.owner import Listener, OwnerLookupError, who
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +60,6 @@ def run(args: argparse.Namespace) -> int:
     elif found:
         print(format_table(found))
     else:
-        where = f"{host}:{port}" if host else f"port {port}"
+        where = format_address(host, port) if host else f"port {port}"
         print(f"nothing is listening on {where}", file=sys.stderr)
     return 0 if found else 1
