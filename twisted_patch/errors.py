@@ -54,15 +54,20 @@ def os_text(code: int) -> str:
 # --- addresses in messages ------------------------------------------------------
 
 
+def format_host(host: str) -> str:
+    """``127.0.0.1`` / ``[::1]``; an empty host is the IPv4 wildcard."""
+    if ":" in host:
+        return f"[{host}]"
+    return host or "0.0.0.0"
+
+
 def format_address(host: str, port: int) -> str:
     """``127.0.0.1:80`` / ``[::1]:80``; an empty host is the IPv4 wildcard.
 
-    The one formatter of addresses for people: every message, log event and
-    ``repr`` uses it.
+    The one formatter of addresses for people: every message, log event, table
+    and ``repr`` uses it (or :func:`format_host` for a host alone).
     """
-    if ":" in host:
-        return f"[{host}]:{port}"
-    return f"{host or '0.0.0.0'}:{port}"
+    return f"{format_host(host)}:{port}"
 
 
 class ExclusiveListenError(OSError):

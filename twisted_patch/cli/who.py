@@ -10,7 +10,7 @@ import json
 import sys
 
 from twisted_patch._address import parse_target
-from twisted_patch.errors import format_address
+from twisted_patch.errors import format_address, format_host
 from twisted_patch.owner import Listener, OwnerLookupError, who
 
 
@@ -37,8 +37,8 @@ def format_table(found: list[Listener]) -> str:
         if item.pids_truncated:
             pids += ",..."
             names += ",..."
-        host = f"[{item.host}]" if ":" in item.host else item.host
-        rows.append((host, str(item.port), _cell(item.uid), _cell(item.user), pids, names))
+        rows.append((format_host(item.host), str(item.port), _cell(item.uid),
+                     _cell(item.user), pids, names))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join(
         "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows
