@@ -72,7 +72,7 @@ static int parse_attributes(const unsigned char *p, size_t len, xb_listener *ite
         if (a.nla_len < NLA_HDRLEN || a.nla_len > len - off)
             return -1;
         /* Only an AF_INET6 entry has a V6ONLY flag (xbind.h: -1 for AF_INET), whatever
-         * the reply says: found by tests/fuzz/fuzz_owner_netlink.c. */
+         * the reply says: found by tests/native/fuzz/fuzz_owner_netlink.c. */
         if ((a.nla_type & NLA_TYPE_MASK) == INET_DIAG_SKV6ONLY && a.nla_len >= NLA_HDRLEN + 1 &&
             item->family == AF_INET6)
             item->v6only = p[off + NLA_HDRLEN] ? 1 : 0;

@@ -3,7 +3,7 @@
  *
  * Plain C11, no Python.  One implementation file per platform
  * (xbind_posix.c, xbind_win32.c) provides everything declared here; the
- * CPython binding (module.c) and the C tests (tests/c/) only use this header.
+ * CPython binding (module.c) and the C tests (tests/native/c/) only use this header.
  *
  * Conventions:
  *   - every function that can fail returns 0 on success and -1 on failure,

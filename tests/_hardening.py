@@ -17,7 +17,7 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-FAULT_SHIM_SRC = TESTS / "fault" / "xbfault.c"
+FAULT_SHIM_SRC = TESTS / "native" / "fault" / "xbfault.c"
 
 LINUX = sys.platform.startswith("linux")
 
@@ -50,7 +50,7 @@ def build_c(sources: list[Path], output: Path, *flags: str) -> Path:
 
 
 def build_fault_shim(directory: Path) -> Path:
-    """tests/fault/xbfault.c as a preloadable shared library."""
+    """tests/native/fault/xbfault.c as a preloadable shared library."""
     return build_c(
         [FAULT_SHIM_SRC],
         directory / "libxbfault.so",
