@@ -11,13 +11,14 @@
  *    own process first, then every other process we are allowed to inspect
  *    (other users' processes are unreadable unless we are root: their
  *    listeners are then reported with the uid alone).
- * 3. Process names from /proc/PID/comm, user names from getpwuid_r().
+ * 3. Process names from /proc/PID/comm, user names from getpwuid_r()
+ *    (xb_owner_user_name, owner_posix.c).
  *
  * The reply parser xb_owner_parse_diag() is a pure function over a byte
  * buffer (see xbind.h) so that it can be fuzzed on its own.
  */
 #ifndef _GNU_SOURCE
-#  define _GNU_SOURCE 1 /* SOCK_CLOEXEC, O_CLOEXEC, readlinkat, getpwuid_r */
+#  define _GNU_SOURCE 1 /* SOCK_CLOEXEC, O_CLOEXEC, readlinkat */
 #endif
 #include "xbind.h"
 
@@ -30,7 +31,6 @@
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,16 +47,6 @@ const char xb_owner_backend[] = "linux";
  * for a dump (it sizes them to min(PAGE_SIZE, 8192) or the reader's buffer
  * up to 32 KiB); MSG_TRUNC is checked anyway. */
 #define XB_DIAG_BUFSIZE 65536
-
-static int fail(xb_error *err, int code, const char *detail)
-{
-    if (err) {
-        err->stage = XB_STAGE_OWNER;
-        err->code = code;
-        err->detail = detail;
-    }
-    return -1;
-}
 
 /* --- the pure reply parser ---------------------------------------------- */
 
@@ -91,7 +81,7 @@ int xb_owner_parse_diag(const void *buf, size_t len, unsigned int seq, int port,
     size_t off = 0;
 
     if (out == NULL || (buf == NULL && len != 0))
-        return fail(err, EINVAL, "xb_owner_parse_diag");
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "xb_owner_parse_diag");
 
     while (len - off >= NLMSG_HDRLEN) {
         struct nlmsghdr h;
@@ -99,23 +89,23 @@ int xb_owner_parse_diag(const void *buf, size_t len, unsigned int seq, int port,
 
         memcpy(&h, p + off, sizeof(h));
         if (h.nlmsg_len < NLMSG_HDRLEN || h.nlmsg_len > len - off)
-            return fail(err, EBADMSG, "sock_diag reply: bad netlink message length");
+            return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: bad netlink message length");
         if (h.nlmsg_seq != seq)
-            return fail(err, EBADMSG, "sock_diag reply: unexpected sequence number");
+            return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: unexpected sequence number");
         if (h.nlmsg_type == NLMSG_DONE)
             return 1;
         if (h.nlmsg_type == NLMSG_ERROR) {
             struct nlmsgerr e;
             if (h.nlmsg_len < NLMSG_HDRLEN + sizeof(e))
-                return fail(err, EBADMSG, "sock_diag reply: short error message");
+                return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: short error message");
             memcpy(&e, p + off + NLMSG_HDRLEN, sizeof(e));
             if (e.error < 0 && e.error > -4096)
-                return fail(err, -e.error, "NETLINK_SOCK_DIAG request");
+                return xb_fail(err, XB_STAGE_OWNER, -e.error, "NETLINK_SOCK_DIAG request");
             if (e.error != 0)
-                return fail(err, EBADMSG, "sock_diag reply: bad error code");
+                return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: bad error code");
             /* error 0 is an acknowledgement: nothing to do */
         } else if (h.nlmsg_flags & NLM_F_DUMP_INTR) {
-            return fail(err, EAGAIN, "sock_diag dump interrupted (sockets changed during it)");
+            return xb_fail(err, XB_STAGE_OWNER, EAGAIN, "sock_diag dump interrupted (sockets changed during it)");
         } else if (h.nlmsg_type == SOCK_DIAG_BY_FAMILY) {
             struct inet_diag_msg m;
             size_t payload = h.nlmsg_len - NLMSG_HDRLEN;
@@ -124,14 +114,14 @@ int xb_owner_parse_diag(const void *buf, size_t len, unsigned int seq, int port,
             int sport;
 
             if (payload < sizeof(m))
-                return fail(err, EBADMSG, "sock_diag reply: short inet_diag_msg");
+                return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: short inet_diag_msg");
             memcpy(&m, p + off + NLMSG_HDRLEN, sizeof(m));
             sport = ntohs(m.id.idiag_sport);
             if ((m.idiag_family == AF_INET || m.idiag_family == AF_INET6) &&
                 m.idiag_state == XB_TCP_LISTEN && (port < 0 || sport == port)) {
                 item = xb_listeners_add(out);
                 if (item == NULL)
-                    return fail(err, ENOMEM, "listener list");
+                    return xb_fail(err, XB_STAGE_OWNER, ENOMEM, "listener list");
                 item->family = m.idiag_family;
                 item->port = sport;
                 item->uid = (long long)m.idiag_uid;
@@ -139,14 +129,14 @@ int xb_owner_parse_diag(const void *buf, size_t len, unsigned int seq, int port,
                 if (inet_ntop(m.idiag_family, m.id.idiag_src, item->host,
                               (socklen_t)sizeof(item->host)) == NULL) {
                     out->count--;
-                    return fail(err, errno, "inet_ntop");
+                    return xb_fail(err, XB_STAGE_OWNER, errno, "inet_ntop");
                 }
                 if (m.idiag_family == AF_INET)
                     item->v6only = -1;
                 if (payload > head &&
                     parse_attributes(p + off + NLMSG_HDRLEN + head, payload - head, item) != 0) {
                     out->count--;
-                    return fail(err, EBADMSG, "sock_diag reply: bad attribute");
+                    return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: bad attribute");
                 }
             }
         }
@@ -157,7 +147,7 @@ int xb_owner_parse_diag(const void *buf, size_t len, unsigned int seq, int port,
         off += step;
     }
     if (off != len)
-        return fail(err, EBADMSG, "sock_diag reply: trailing bytes");
+        return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: trailing bytes");
     return 0;
 }
 
@@ -211,7 +201,7 @@ static int diag_dump(int family, int port, unsigned int seq, unsigned char *buf,
 
     fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
     if (fd < 0)
-        return fail(err, errno, "socket(AF_NETLINK, NETLINK_SOCK_DIAG)");
+        return xb_fail(err, XB_STAGE_OWNER, errno, "socket(AF_NETLINK, NETLINK_SOCK_DIAG)");
 
     memset(&kernel, 0, sizeof(kernel));
     kernel.nl_family = AF_NETLINK;
@@ -221,11 +211,11 @@ static int diag_dump(int family, int port, unsigned int seq, unsigned char *buf,
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            fail(err, errno, "sendto(NETLINK_SOCK_DIAG)");
+            xb_fail(err, XB_STAGE_OWNER, errno, "sendto(NETLINK_SOCK_DIAG)");
             goto out;
         }
         if ((size_t)n != sizeof(req)) {
-            fail(err, EIO, "sendto(NETLINK_SOCK_DIAG): short write");
+            xb_fail(err, XB_STAGE_OWNER, EIO, "sendto(NETLINK_SOCK_DIAG): short write");
             goto out;
         }
         break;
@@ -250,15 +240,15 @@ static int diag_dump(int family, int port, unsigned int seq, unsigned char *buf,
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            fail(err, errno, "recvmsg(NETLINK_SOCK_DIAG)");
+            xb_fail(err, XB_STAGE_OWNER, errno, "recvmsg(NETLINK_SOCK_DIAG)");
             goto out;
         }
         if (n == 0) {
-            fail(err, EBADMSG, "recvmsg(NETLINK_SOCK_DIAG): end of stream before NLMSG_DONE");
+            xb_fail(err, XB_STAGE_OWNER, EBADMSG, "recvmsg(NETLINK_SOCK_DIAG): end of stream before NLMSG_DONE");
             goto out;
         }
         if (mh.msg_flags & MSG_TRUNC) {
-            fail(err, EMSGSIZE, "recvmsg(NETLINK_SOCK_DIAG): reply truncated");
+            xb_fail(err, XB_STAGE_OWNER, EMSGSIZE, "recvmsg(NETLINK_SOCK_DIAG): reply truncated");
             goto out;
         }
         if (mh.msg_namelen < sizeof(from) || from.nl_family != AF_NETLINK || from.nl_pid != 0)
@@ -272,7 +262,7 @@ static int diag_dump(int family, int port, unsigned int seq, unsigned char *buf,
 
 out:
     if (close(fd) != 0 && rc == 0)
-        rc = fail(err, errno, "close(NETLINK_SOCK_DIAG)");
+        rc = xb_fail(err, XB_STAGE_OWNER, errno, "close(NETLINK_SOCK_DIAG)");
     return rc;
 }
 
@@ -342,7 +332,7 @@ static int scan_process(long pid, const char *fddir, xb_listeners *list, xb_erro
 
     d = opendir(fddir);
     if (d == NULL)
-        return skippable(errno) ? 0 : fail(err, errno, "opendir(/proc/PID/fd)");
+        return skippable(errno) ? 0 : xb_fail(err, XB_STAGE_OWNER, errno, "opendir(/proc/PID/fd)");
     for (;;) {
         char link[64];
         ssize_t n;
@@ -353,7 +343,7 @@ static int scan_process(long pid, const char *fddir, xb_listeners *list, xb_erro
         e = readdir(d);
         if (e == NULL) {
             if (errno != 0 && !skippable(errno))
-                rc = fail(err, errno, "readdir(/proc/PID/fd)");
+                rc = xb_fail(err, XB_STAGE_OWNER, errno, "readdir(/proc/PID/fd)");
             break;
         }
         if (e->d_name[0] == '.')
@@ -362,7 +352,7 @@ static int scan_process(long pid, const char *fddir, xb_listeners *list, xb_erro
         if (n < 0) {
             if (skippable(errno))
                 continue; /* closed meanwhile */
-            rc = fail(err, errno, "readlink(/proc/PID/fd/N)");
+            rc = xb_fail(err, XB_STAGE_OWNER, errno, "readlink(/proc/PID/fd/N)");
             break;
         }
         link[n] = '\0';
@@ -392,7 +382,7 @@ static int scan_process(long pid, const char *fddir, xb_listeners *list, xb_erro
         }
     }
     if (closedir(d) != 0 && rc == 0)
-        rc = fail(err, errno, "closedir(/proc/PID/fd)");
+        rc = xb_fail(err, XB_STAGE_OWNER, errno, "closedir(/proc/PID/fd)");
     return rc;
 }
 
@@ -406,7 +396,7 @@ static int find_processes(xb_listeners *list, int self_only, xb_error *err)
 
     /* Our own process first: the common question is "is it us?". */
     if (snprintf(path, sizeof(path), "/proc/%ld/fd", self) >= (int)sizeof(path))
-        return fail(err, ENAMETOOLONG, "/proc/PID/fd");
+        return xb_fail(err, XB_STAGE_OWNER, ENAMETOOLONG, "/proc/PID/fd");
     if (scan_process(self, path, list, err) != 0)
         return -1;
     if (self_only)
@@ -416,7 +406,7 @@ static int find_processes(xb_listeners *list, int self_only, xb_error *err)
     if (d == NULL) {
         if (errno == ENOENT || errno == EACCES)
             return 0; /* no /proc mounted: uids and inodes only */
-        return fail(err, errno, "opendir(/proc)");
+        return xb_fail(err, XB_STAGE_OWNER, errno, "opendir(/proc)");
     }
     for (;;) {
         char *end;
@@ -426,7 +416,7 @@ static int find_processes(xb_listeners *list, int self_only, xb_error *err)
         e = readdir(d);
         if (e == NULL) {
             if (errno != 0)
-                rc = fail(err, errno, "readdir(/proc)");
+                rc = xb_fail(err, XB_STAGE_OWNER, errno, "readdir(/proc)");
             break;
         }
         if (!isdigit((unsigned char)e->d_name[0]))
@@ -443,69 +433,8 @@ static int find_processes(xb_listeners *list, int self_only, xb_error *err)
         }
     }
     if (closedir(d) != 0 && rc == 0)
-        rc = fail(err, errno, "closedir(/proc)");
+        rc = xb_fail(err, XB_STAGE_OWNER, errno, "closedir(/proc)");
     return rc;
-}
-
-/* --- uid -> user name --------------------------------------------------- */
-
-static int user_name(long long uid, char *user, size_t len, xb_error *err)
-{
-    struct passwd pw, *result = NULL;
-    long hint = sysconf(_SC_GETPW_R_SIZE_MAX);
-    size_t size = hint > 0 ? (size_t)hint : 4096;
-    char *buf = NULL;
-    int rc;
-
-    user[0] = '\0';
-    if (uid < 0 || (unsigned long long)uid > (unsigned long long)(uid_t)-1)
-        return 0;
-    for (;;) {
-        char *bigger = (char *)realloc(buf, size);
-        if (bigger == NULL) {
-            free(buf);
-            return fail(err, ENOMEM, "getpwuid_r buffer");
-        }
-        buf = bigger;
-        rc = getpwuid_r((uid_t)uid, &pw, buf, size, &result);
-        if (rc == ERANGE && size < (1u << 20)) {
-            size *= 2;
-            continue;
-        }
-        break;
-    }
-    if (rc == ENOMEM) {
-        free(buf);
-        return fail(err, ENOMEM, "getpwuid_r");
-    }
-    /* Any other failure, or no such user: the name is unknown, the uid stays. */
-    if (rc == 0 && result != NULL && result->pw_name != NULL) {
-        size_t n = strlen(result->pw_name);
-        if (n >= len)
-            n = len - 1;
-        memcpy(user, result->pw_name, n);
-        user[n] = '\0';
-    }
-    free(buf);
-    return 0;
-}
-
-static int fill_users(xb_listeners *list, xb_error *err)
-{
-    size_t i, j;
-
-    for (i = 0; i < list->count; i++) {
-        xb_listener *item = &list->items[i];
-        for (j = 0; j < i; j++) {
-            if (list->items[j].uid == item->uid) {
-                memcpy(item->user, list->items[j].user, sizeof(item->user));
-                break;
-            }
-        }
-        if (j == i && user_name(item->uid, item->user, sizeof(item->user), err) != 0)
-            return -1;
-    }
-    return 0;
 }
 
 /* --- the public functions ----------------------------------------------- */
@@ -516,13 +445,13 @@ int xb_owner_listeners(int port, unsigned flags, xb_listeners *out, xb_error *er
     int rc;
 
     if (out == NULL)
-        return fail(err, EINVAL, "no output list");
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "no output list");
     xb_listeners_free(out);
     if (port < 1 || port > 65535)
-        return fail(err, EINVAL, "port out of range 1-65535");
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "port out of range 1-65535");
     buf = (unsigned char *)malloc(XB_DIAG_BUFSIZE);
     if (buf == NULL)
-        return fail(err, ENOMEM, "sock_diag buffer");
+        return xb_fail(err, XB_STAGE_OWNER, ENOMEM, "sock_diag buffer");
     rc = diag_dump(AF_INET, port, 0x74700004u, buf, out, err);
     if (rc == 0)
         rc = diag_dump(AF_INET6, port, 0x74700006u, buf, out, err);
@@ -530,7 +459,7 @@ int xb_owner_listeners(int port, unsigned flags, xb_listeners *out, xb_error *er
     if (rc == 0 && out->count > 0 && (flags & XB_OWNER_NO_PROCESSES) == 0)
         rc = find_processes(out, (flags & XB_OWNER_SELF_ONLY) != 0, err);
     if (rc == 0)
-        rc = fill_users(out, err);
+        rc = xb_owner_fill_users(out, err);
     if (rc != 0)
         xb_listeners_free(out);
     return rc;
@@ -542,15 +471,15 @@ int xb_owner_process_user(long pid, long long *uid, char *user, size_t userlen, 
     struct stat st;
 
     if (uid == NULL || user == NULL || userlen == 0)
-        return fail(err, EINVAL, "xb_owner_process_user");
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "xb_owner_process_user");
     *uid = -1;
     user[0] = '\0';
     if (pid <= 0)
-        return fail(err, ESRCH, "no such process");
+        return xb_fail(err, XB_STAGE_OWNER, ESRCH, "no such process");
     if (snprintf(path, sizeof(path), "/proc/%ld", pid) >= (int)sizeof(path))
-        return fail(err, ENAMETOOLONG, "/proc/PID");
+        return xb_fail(err, XB_STAGE_OWNER, ENAMETOOLONG, "/proc/PID");
     if (stat(path, &st) != 0)
-        return fail(err, errno == ENOENT ? ESRCH : errno, "stat(/proc/PID)");
+        return xb_fail(err, XB_STAGE_OWNER, errno == ENOENT ? ESRCH : errno, "stat(/proc/PID)");
     *uid = (long long)st.st_uid;
-    return user_name(*uid, user, userlen, err);
+    return xb_owner_user_name(*uid, user, userlen, err);
 }

@@ -28,6 +28,10 @@
 #  endif
 #  include <winsock2.h>
 #  include <ws2tcpip.h>
+/* Older mingw-w64 headers lack it; the value is Microsoft's (winsock2.h). */
+#  ifndef SO_EXCLUSIVEADDRUSE
+#    define SO_EXCLUSIVEADDRUSE ((int)(~SO_REUSEADDR))
+#  endif
 typedef SOCKET xb_sock;
 #  define XB_BADSOCK INVALID_SOCKET
 typedef int xb_socklen;
@@ -63,6 +67,18 @@ typedef struct xb_error {
     int code;           /* errno / WSA error; for XB_STAGE_ADDRESS an errno-style code (EINVAL, EAFNOSUPPORT) */
     const char *detail; /* static string: the call or option that failed; never NULL after a failure */
 } xb_error;
+
+/* The one way the core reports a failure: fill *err (when not NULL) and
+ * return -1, so that `return xb_fail(err, ...);` ends a failing function. */
+static inline int xb_fail(xb_error *err, xb_stage stage, int code, const char *detail)
+{
+    if (err) {
+        err->stage = stage;
+        err->code = code;
+        err->detail = detail;
+    }
+    return -1;
+}
 
 /* A socket address, family-independent. */
 typedef struct xb_addr {
@@ -214,6 +230,15 @@ int xb_owner_listeners(int port, unsigned flags, xb_listeners *out, xb_error *er
 
 /* The uid (-1 if the OS has none) and user name of a process. */
 int xb_owner_process_user(long pid, long long *uid, char *user, size_t userlen, xb_error *err);
+
+#ifndef _WIN32
+/* owner_posix.c (Linux and macOS backends): the user name of a uid into
+ * user[0..len) ("" when the uid has no name or is negative).  Fails only when
+ * memory runs out (XB_STAGE_OWNER, ENOMEM). */
+int xb_owner_user_name(long long uid, char *user, size_t len, xb_error *err);
+/* The user name of every listener in the list, each uid looked up once. */
+int xb_owner_fill_users(xb_listeners *list, xb_error *err);
+#endif
 
 /* Release the items of a list and reset it to empty.  NULL-safe, idempotent. */
 void xb_listeners_free(xb_listeners *list);

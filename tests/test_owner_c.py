@@ -38,7 +38,7 @@ def test_sock_diag_parser_under_sanitizers(tmp_path: Path) -> None:
         GCC or "gcc",
         exe,
         [str(C_TESTS / "owner_parse_test.c"), str(EXT / "owner_linux.c"),
-         str(EXT / "owner_common.c")],
+         str(EXT / "owner_common.c"), str(EXT / "owner_posix.c")],
         ["-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"],
     )
     out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
