@@ -467,20 +467,24 @@ error:
 }
 
 PyDoc_STRVAR(listeners_doc,
-"listeners(port, self_only=False, processes=True) -> list of (family, host, port, uid, user,\n"
-"    inode, v6only, pids, names, pids_truncated)\n\n"
+"listeners(port, self_only=False, processes=True, all_processes=False)\n"
+"    -> list of (family, host, port, uid, user, inode, v6only, pids, names, pids_truncated)\n\n"
 "Every TCP listener on port (1-65535), both families, wildcard and specific\n"
 "addresses.  uid, user, inode and v6only are None where unknown; pids and\n"
 "names are tuples (names[i] None where unknown).  self_only: on Linux, look\n"
 "for holding processes only in this process (no walk of /proc).  processes=False:\n"
-"on Linux, no search for holding processes at all (inodes only).  Raises BindError with\n"
+"on Linux, no search for holding processes at all (inodes only).  all_processes: on\n"
+"Linux, walk every process we may inspect, not only those of the listeners' uids and\n"
+"our own (finds a socket handed to a process of a third uid).  Raises BindError with\n"
 "stage 'owner' when the lookup fails or is not supported on this OS.");
 
-static PyObject *py_listeners(PyObject *self, PyObject *args)
+static PyObject *py_listeners(PyObject *self, PyObject *args, PyObject *kwargs)
 {
+    static char *keywords[] = {"port", "self_only", "processes", "all_processes", NULL};
     long port;
     int self_only = 0;
     int processes = 1;
+    int all_processes = 0;
     unsigned flags;
     xb_listeners list = {NULL, 0, 0};
     xb_error err = {XB_STAGE_NONE, 0, NULL};
@@ -488,14 +492,16 @@ static PyObject *py_listeners(PyObject *self, PyObject *args)
     size_t i;
     int rc;
 
-    if (!PyArg_ParseTuple(args, "l|pp:listeners", &port, &self_only, &processes))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "l|ppp:listeners", keywords, &port,
+                                     &self_only, &processes, &all_processes))
         return NULL;
     if (port < 1 || port > 65535) {
         PyErr_Format(PyExc_ValueError, "port %ld is out of range: give a number from 1 to 65535",
                      port);
         return NULL;
     }
-    flags = (self_only ? XB_OWNER_SELF_ONLY : 0u) | (processes ? 0u : XB_OWNER_NO_PROCESSES);
+    flags = (self_only ? XB_OWNER_SELF_ONLY : 0u) | (processes ? 0u : XB_OWNER_NO_PROCESSES) |
+            (all_processes ? XB_OWNER_ALL_PROCESSES : 0u);
     Py_BEGIN_ALLOW_THREADS
     rc = xb_owner_listeners((int)port, flags, &list, &err);
     Py_END_ALLOW_THREADS
@@ -641,7 +647,8 @@ static PyMethodDef native_methods[] = {
     {"close", py_close, METH_VARARGS, close_doc},
     {"socket_options", py_socket_options, METH_VARARGS, socket_options_doc},
     {"strerror", py_strerror, METH_VARARGS, strerror_doc},
-    {"listeners", py_listeners, METH_VARARGS, listeners_doc},
+    {"listeners", (PyCFunction)(void (*)(void))py_listeners, METH_VARARGS | METH_KEYWORDS,
+     listeners_doc},
     {"process_user", py_process_user, METH_VARARGS, process_user_doc},
     {"guard_open", py_guard_open, METH_VARARGS, guard_open_doc},
     {"probe", py_probe, METH_VARARGS, probe_doc},

@@ -5,12 +5,14 @@
  *    restricted in the kernel to TCP_LISTEN sockets (idiag_states) whose
  *    local port is the one asked for (INET_DIAG_REQ_BYTECODE with
  *    INET_DIAG_BC_S_GE / INET_DIAG_BC_S_LE, as iproute2's ss builds it).
- *    The kernel answers with the uid and socket inode of each listener,
- *    whoever owns it.  /proc/net/tcp is never read.
- * 2. inode -> processes: the links /proc/PID/fd/N -> "socket:[INODE]", our
- *    own process first, then every other process we are allowed to inspect
- *    (other users' processes are unreadable unless we are root: their
- *    listeners are then reported with the uid alone).
+ *    The kernel answers with the uid, socket inode and socket cookie of
+ *    each listener, whoever owns it.  /proc/net/tcp is never read.
+ * 2. socket -> processes: our own process first, by getsockopt(SO_COOKIE)
+ *    on each of our descriptors (scan_self); then the other processes whose
+ *    /proc/PID belongs to a listener's uid or to ours, by the links
+ *    /proc/PID/fd/N -> "socket:[INODE]" (scan_others; other users'
+ *    processes are unreadable unless we are root: their listeners are then
+ *    reported with the uid alone).
  * 3. Process names from /proc/PID/comm, user names from getpwuid_r()
  *    (xb_owner_user_name, owner_posix.c).
  *
@@ -34,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -126,6 +129,10 @@ int xb_owner_parse_diag(const void *buf, size_t len, unsigned int seq, int port,
                 item->port = sport;
                 item->uid = (long long)m.idiag_uid;
                 item->inode = (unsigned long long)m.idiag_inode;
+                if (m.id.idiag_cookie[0] != INET_DIAG_NOCOOKIE ||
+                    m.id.idiag_cookie[1] != INET_DIAG_NOCOOKIE)
+                    item->cookie = (unsigned long long)m.id.idiag_cookie[0] |
+                                   ((unsigned long long)m.id.idiag_cookie[1] << 32);
                 if (inet_ntop(m.idiag_family, m.id.idiag_src, item->host,
                               (socklen_t)sizeof(item->host)) == NULL) {
                     out->count--;
@@ -322,18 +329,45 @@ static int parse_socket_link(const char *link, unsigned long long *inode)
     return 1;
 }
 
-/* Match the socket fds of one process against the listeners. */
+/* Record `pid` (named `name`, read once per process on first use) as a holder of
+ * list->items[i], unless it is already there.  Returns 1 if the pid was new for
+ * this listener (counted towards "every listener found in this process"). */
+static int add_holder(xb_listener *item, long pid, char *name, int *have_name)
+{
+    int k;
+
+    for (k = 0; k < item->npids; k++)
+        if (item->pids[k] == pid)
+            return 0; /* the same socket on two fds of one process */
+    if (item->npids >= XB_OWNER_MAXPIDS) {
+        item->pids_truncated = 1;
+        return 1;
+    }
+    if (!*have_name) {
+        read_comm(pid, name, XB_OWNER_NAMELEN);
+        *have_name = 1;
+    }
+    item->pids[item->npids] = pid;
+    memcpy(item->names[item->npids], name, XB_OWNER_NAMELEN);
+    item->npids++;
+    return 1;
+}
+
+/* Match the socket fds of one process (readlink of /proc/PID/fd/N) against the
+ * listeners.  Stops as soon as every listener has been found in it: later fds
+ * can only repeat a socket already counted. */
 static int scan_process(long pid, const char *fddir, xb_listeners *list, xb_error *err)
 {
     DIR *d;
     struct dirent *e;
     char name[XB_OWNER_NAMELEN];
     int have_name = 0, rc = 0;
+    size_t found = 0;
 
     d = opendir(fddir);
     if (d == NULL)
         return skippable(errno) ? 0 : xb_fail(err, XB_STAGE_OWNER, errno, "opendir(/proc/PID/fd)");
-    for (;;) {
+    while (found < list->count) {
         char link[64];
         ssize_t n;
         unsigned long long inode;
@@ -356,51 +390,179 @@ static int scan_process(long pid, const char *fddir, xb_listeners *list, xb_erro
             break;
         }
         link[n] = '\0';
-        if (!parse_socket_link(link, &inode))
+        if (!parse_socket_link(link, &inode) || inode == 0)
             continue;
-        for (i = 0; i < list->count; i++) {
-            xb_listener *item = &list->items[i];
-            int k, seen = 0;
-            if (item->inode != inode || inode == 0)
-                continue;
-            for (k = 0; k < item->npids; k++)
-                if (item->pids[k] == pid)
-                    seen = 1;
-            if (seen)
-                continue; /* the same socket on two fds of one process */
-            if (item->npids >= XB_OWNER_MAXPIDS) {
-                item->pids_truncated = 1;
-                continue;
-            }
-            if (!have_name) {
-                read_comm(pid, name, sizeof(name));
-                have_name = 1;
-            }
-            item->pids[item->npids] = pid;
-            memcpy(item->names[item->npids], name, sizeof(name));
-            item->npids++;
-        }
+        for (i = 0; i < list->count; i++)
+            if (list->items[i].inode == inode)
+                found += (size_t)add_holder(&list->items[i], pid, name, &have_name);
     }
     if (closedir(d) != 0 && rc == 0)
         rc = xb_fail(err, XB_STAGE_OWNER, errno, "closedir(/proc/PID/fd)");
     return rc;
 }
 
-static int find_processes(xb_listeners *list, int self_only, xb_error *err)
+/* --- inode -> processes: this process ------------------------------------
+ *
+ * Our own descriptors need no /proc/self/fd walk: getsockopt(SO_COOKIE) on
+ * each descriptor number below the size of our fd table gives each socket's
+ * cookie, which sock_diag reports for every listener (idiag_cookie).  A
+ * descriptor that is not a socket answers ENOTSOCK without any filesystem
+ * being asked (fstat() would ask NFS or FUSE, and can block on a dead
+ * server), a free number EBADF.  Where cookies are not available (a kernel
+ * before 4.12, headers without SO_COOKIE, a security module refusing the
+ * call) the readlink walk of /proc/self/fd does the job instead.
+ */
+
+/* Upper bound of our descriptor numbers: FDSize of /proc/thread-self/status
+ * (the size of the fd table getsockopt() looks in), else the soft
+ * RLIMIT_NOFILE, capped. */
+#define XB_FD_SCAN_CAP (1L << 20)
+
+static long fd_table_size(void)
+{
+    static const char *const paths[] = {"/proc/thread-self/status", "/proc/self/status"};
+    char text[4096];
+    struct rlimit rl;
+    size_t i;
+
+    for (i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        ssize_t n;
+        const char *p;
+        int fd = open(paths[i], O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        do {
+            n = read(fd, text, sizeof(text) - 1);
+        } while (n < 0 && errno == EINTR);
+        (void)close(fd); /* read-only: nothing can be lost */
+        if (n <= 0)
+            continue;
+        text[n] = '\0';
+        p = strstr(text, "\nFDSize:");
+        if (p != NULL) {
+            char *end;
+            long v;
+            errno = 0;
+            v = strtol(p + 8, &end, 10);
+            if (errno == 0 && end != p + 8 && v > 0)
+                return v < XB_FD_SCAN_CAP ? v : XB_FD_SCAN_CAP;
+        }
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        return rl.rlim_cur < (rlim_t)XB_FD_SCAN_CAP ? (long)rl.rlim_cur : XB_FD_SCAN_CAP;
+    return XB_FD_SCAN_CAP;
+}
+
+/* 0: done; 1: cookies cannot be used here (the caller walks /proc/self/fd);
+ * -1: failure (err filled). */
+static int scan_self_cookies(long self, xb_listeners *list, xb_error *err)
+{
+#ifdef SO_COOKIE
+    char name[XB_OWNER_NAMELEN];
+    int have_name = 0;
+    size_t found = 0, i;
+    long fd, size;
+
+    for (i = 0; i < list->count; i++)
+        if (list->items[i].cookie == 0)
+            return 1; /* the kernel did not report it */
+    size = fd_table_size();
+    for (fd = 0; fd < size && found < list->count; fd++) {
+        unsigned long long cookie = 0;
+        socklen_t len = (socklen_t)sizeof(cookie);
+
+        if (getsockopt((int)fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) != 0) {
+            if (errno == EBADF || errno == ENOTSOCK)
+                continue;
+            if (errno == ENOPROTOOPT || errno == EOPNOTSUPP || errno == EACCES || errno == EPERM ||
+                errno == EINVAL)
+                return 1; /* no cookies from this kernel, or not for us */
+            return xb_fail(err, XB_STAGE_OWNER, errno, "getsockopt(SO_COOKIE)");
+        }
+        if (len != (socklen_t)sizeof(cookie))
+            return 1;
+        for (i = 0; i < list->count; i++)
+            if (list->items[i].cookie == cookie)
+                found += (size_t)add_holder(&list->items[i], self, name, &have_name);
+    }
+    return 0;
+#else
+    (void)self;
+    (void)list;
+    (void)err;
+    return 1;
+#endif
+}
+
+static int scan_self(xb_listeners *list, xb_error *err)
+{
+    long self = (long)getpid();
+    char path[64];
+    size_t i;
+    int rc = scan_self_cookies(self, list, err);
+
+    if (rc <= 0)
+        return rc;
+    /* The walk starts again: forget what a partial cookie scan recorded. */
+    for (i = 0; i < list->count; i++) {
+        xb_listener *item = &list->items[i];
+        if (item->npids > 0 && item->pids[0] == self) {
+            item->npids = 0;
+            item->pids_truncated = 0;
+        }
+    }
+    if (snprintf(path, sizeof(path), "/proc/%ld/fd", self) >= (int)sizeof(path))
+        return xb_fail(err, XB_STAGE_OWNER, ENAMETOOLONG, "/proc/PID/fd");
+    return scan_process(self, path, list, err);
+}
+
+/* --- inode -> processes: other processes ----------------------------------
+ *
+ * A process is looked at (its /proc/PID/fd walked) only when /proc/PID
+ * belongs to a uid that owns one of the listeners, or to our own uid: one
+ * stat of /proc/PID each (the kernel gives /proc/PID the process's effective
+ * uid, dumpable or not), and a busy host's processes of other users cost
+ * nothing more.  The socket's uid is its creator's, so a daemon that switched
+ * uid before listening (twistd --uid) is found by it; our own uid covers a
+ * socket handed to one of our processes by someone else (socket activation
+ * with User=, seen by that user) and, when we are not root, is all we could
+ * read anyway.  Not found this way: a socket handed to a process of a third
+ * uid (SCM_RIGHTS, or socket activation with User=, as seen by root): such a
+ * listener is reported with its creator's processes only, unless
+ * XB_OWNER_ALL_PROCESSES asks for every process.  The walk ends early when
+ * no listener can take another pid (every list full and marked truncated).
+ */
+
+static int uid_wanted(const xb_listeners *list, uid_t uid, uid_t me)
+{
+    size_t i;
+
+    if (uid == me)
+        return 1;
+    for (i = 0; i < list->count; i++)
+        if (list->items[i].uid >= 0 && (unsigned long long)list->items[i].uid == (unsigned long long)uid)
+            return 1;
+    return 0;
+}
+
+static int all_truncated(const xb_listeners *list)
+{
+    size_t i;
+
+    for (i = 0; i < list->count; i++)
+        if (!list->items[i].pids_truncated)
+            return 0;
+    return 1;
+}
+
+static int scan_others(xb_listeners *list, int every_process, xb_error *err)
 {
     DIR *d;
     struct dirent *e;
     long self = (long)getpid();
+    uid_t me = geteuid();
     char path[64];
     int rc = 0;
-
-    /* Our own process first: the common question is "is it us?". */
-    if (snprintf(path, sizeof(path), "/proc/%ld/fd", self) >= (int)sizeof(path))
-        return xb_fail(err, XB_STAGE_OWNER, ENAMETOOLONG, "/proc/PID/fd");
-    if (scan_process(self, path, list, err) != 0)
-        return -1;
-    if (self_only)
-        return 0;
 
     d = opendir("/proc");
     if (d == NULL) {
@@ -408,9 +570,10 @@ static int find_processes(xb_listeners *list, int self_only, xb_error *err)
             return 0; /* no /proc mounted: uids and inodes only */
         return xb_fail(err, XB_STAGE_OWNER, errno, "opendir(/proc)");
     }
-    for (;;) {
+    while (!all_truncated(list)) {
         char *end;
         long pid;
+        struct stat st;
 
         errno = 0;
         e = readdir(d);
@@ -425,6 +588,16 @@ static int find_processes(xb_listeners *list, int self_only, xb_error *err)
         pid = strtol(e->d_name, &end, 10);
         if (errno != 0 || *end != '\0' || pid <= 0 || pid == self)
             continue;
+        if (!every_process) {
+            if (fstatat(dirfd(d), e->d_name, &st, 0) != 0) {
+                if (skippable(errno))
+                    continue; /* exited meanwhile */
+                rc = xb_fail(err, XB_STAGE_OWNER, errno, "stat(/proc/PID)");
+                break;
+            }
+            if (!uid_wanted(list, st.st_uid, me))
+                continue;
+        }
         if (snprintf(path, sizeof(path), "/proc/%ld/fd", pid) >= (int)sizeof(path))
             continue;
         if (scan_process(pid, path, list, err) != 0) {
@@ -435,6 +608,16 @@ static int find_processes(xb_listeners *list, int self_only, xb_error *err)
     if (closedir(d) != 0 && rc == 0)
         rc = xb_fail(err, XB_STAGE_OWNER, errno, "closedir(/proc)");
     return rc;
+}
+
+/* Our own process first (the common question is "is it us?"), then the others. */
+static int find_processes(xb_listeners *list, unsigned flags, xb_error *err)
+{
+    if (scan_self(list, err) != 0)
+        return -1;
+    if (flags & XB_OWNER_SELF_ONLY)
+        return 0;
+    return scan_others(list, (flags & XB_OWNER_ALL_PROCESSES) != 0, err);
 }
 
 /* --- the public functions ----------------------------------------------- */
@@ -457,7 +640,7 @@ int xb_owner_listeners(int port, unsigned flags, xb_listeners *out, xb_error *er
         rc = diag_dump(AF_INET6, port, 0x74700006u, buf, out, err);
     free(buf);
     if (rc == 0 && out->count > 0 && (flags & XB_OWNER_NO_PROCESSES) == 0)
-        rc = find_processes(out, (flags & XB_OWNER_SELF_ONLY) != 0, err);
+        rc = find_processes(out, flags, err);
     if (rc == 0)
         rc = xb_owner_fill_users(out, err);
     if (rc != 0)

@@ -171,8 +171,9 @@ int xb_last_error(void);
  *
  * What can be known differs per OS (docs/owner.rst):
  *   - Linux: NETLINK_SOCK_DIAG gives every listener with its uid and socket
- *     inode, whoever owns it; pids come from /proc/PID/fd, which only shows
- *     the processes we may inspect (all of them as root).
+ *     inode, whoever owns it; pids come from our own descriptors and from
+ *     /proc/PID/fd of the processes of the listeners' uids and of ours,
+ *     which only shows the processes we may inspect (all of them as root).
  *   - Windows: GetExtendedTcpTable gives every listener with its pid; the
  *     user comes from the process token (may be denied); no uid (-1).
  *   - macOS: libproc walks the processes we may inspect; listeners of other
@@ -190,6 +191,8 @@ typedef struct xb_listener {
     long long uid;                   /* owning uid, -1 if unknown (always -1 on Windows) */
     char user[XB_OWNER_USERLEN];     /* owning user name, "" if unknown */
     unsigned long long inode;        /* Linux: socket inode; macOS: kernel socket id; Windows: 0 */
+    unsigned long long cookie;       /* Linux: the socket's cookie (SO_COOKIE, sock_diag), 0 if
+                                        unknown; 0 elsewhere */
     int v6only;                      /* IPV6_V6ONLY of an AF_INET6 listener: 1, 0, or -1 unknown;
                                         -1 for AF_INET */
     int npids;                       /* entries used in pids[] and names[] */
@@ -218,6 +221,10 @@ extern const char xb_owner_backend[];
                                     (no pids, no names; inode and uid still given):
                                     the post-listen check compares inodes.  Ignored
                                     where pids come with the listeners. */
+#define XB_OWNER_ALL_PROCESSES 4u /* Linux: walk every process we may inspect, not only
+                                     those of the listeners' uids and our own (a socket
+                                     handed to a process of a third uid is then found
+                                     too; see owner_linux.c).  Ignored elsewhere. */
 
 /*
  * Every TCP listener on `port` (1..65535), both families.  *out must be

@@ -15,9 +15,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
-import pytest
-
 import _hardening as h
+import pytest
 
 EXT = h.ROOT / "ext"
 

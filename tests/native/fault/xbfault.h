@@ -4,7 +4,7 @@
  * The shim replaces the libc calls the core makes (socket, setsockopt,
  * getsockopt, fcntl, bind, listen, getsockname, close, getaddrinfo,
  * getnameinfo; and for the owner lookup: send/sendto/sendmsg, recv/recvfrom/
- * recvmsg, open/openat/fopen, opendir/readdir, readlink, read).  A call
+ * recvmsg, open/openat/fopen, opendir/readdir, readlink, read, fstatat).  A call
  * passes straight through to libc unless a rule for it is armed; an armed
  * rule makes the call return its failure value with the rule's errno.
  *
