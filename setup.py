@@ -24,14 +24,15 @@ else:
     LIBRARIES = []
 
 
-# Owner lookup (who holds a port): one file per OS, "none" elsewhere.
+# Owner lookup (who holds a port): one file per OS, "none" elsewhere; owner_posix.c
+# (uid -> user name) is shared by the POSIX backends.
 if sys.platform == "win32":
     OWNER = ["ext/owner_win32.c"]
     LIBRARIES += ["iphlpapi", "advapi32"]
 elif sys.platform.startswith("linux"):
-    OWNER = ["ext/owner_linux.c"]
+    OWNER = ["ext/owner_linux.c", "ext/owner_posix.c"]
 elif sys.platform == "darwin":
-    OWNER = ["ext/owner_darwin.c"]
+    OWNER = ["ext/owner_darwin.c", "ext/owner_posix.c"]
 else:
     OWNER = ["ext/owner_none.c"]
 OWNER = ["ext/owner_common.c", *OWNER]
