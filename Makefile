@@ -95,3 +95,5 @@ clean:
 include hardening.mk
 # zig cc cross-compile checks for macOS and FreeBSD (test-cross, part of `make test`).
 include cross.mk
+# The release artefacts: `make dist` (sdist, manylinux wheel, Windows wheel; checked and installed).
+include dist.mk
