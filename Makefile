@@ -56,7 +56,7 @@ lint: venv
 pytest: install
 	$(VENV)/bin/pytest tests
 
-test: deps install lint docs pytest
+test: deps install lint docs test-cross pytest
 
 # The documentation site; warnings are errors (part of `make test`).
 docs: install
@@ -93,3 +93,7 @@ clean:
 
 # Sanitizers, fuzzing, valgrind, static analysis: test-asan, test-fuzz, test-valgrind, test-static.
 include hardening.mk
+# zig cc cross-compile checks for macOS and FreeBSD (test-cross, part of `make test`).
+include cross.mk
+# The release artefacts: `make dist` (sdist, manylinux wheel, Windows wheel; checked and installed).
+include dist.mk
