@@ -246,7 +246,7 @@ def test_parse_target(text: str, expected: tuple[str | None, int]) -> None:
         ("127.0.0.1", "no port"),
         ("127.0.0.1:0", "out of range"),
         ("127.0.0.1:70000", "out of range"),
-        ("127.0.0.1:http", "not a number"),
+        ("127.0.0.1:http", "must be a number from 1 to 65535"),
         ("[127.0.0.1]:80", "brackets are for IPv6"),
         ("ftp://127.0.0.1:21/", "only http"),
         ("http://127.0.0.1:99999/", "port"),
