@@ -15,8 +15,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
-import _hardening as h
 import pytest
+from support import hardening as h
 
 EXT = h.ROOT / "ext"
 

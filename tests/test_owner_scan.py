@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from owner_helpers import IS_ROOT, NOBODY, SETPRIV, listening
+from support.owner import IS_ROOT, NOBODY, SETPRIV, listening
 
 from twisted_patch import _native
 
