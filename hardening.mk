@@ -22,6 +22,8 @@ HCC ?= cc
 HBUILD := build/hardening
 FUZZ_SECONDS ?= 25
 ASAN_VENV ?= .venv-asan
+# What test-asan runs (default: the whole suite); e.g. ASAN_TESTS="tests/test_owner.py".
+ASAN_TESTS ?= tests
 
 # The C core of this platform without the Python binding.
 CORE_SRCS := $(sort $(filter-out ext/module.c ext/%win32.c ext/%_darwin.c ext/%_none.c,$(wildcard ext/*.c)))
@@ -163,10 +165,10 @@ test-asan: deps
 	  so = open(n.__file__, 'rb').read(); ok = b'__asan_report' in so and b'__ubsan_handle' in so; \
 	  print(('ASan+UBSan build in use: ' if ok else 'NOT an ASan+UBSan build: ') + n.__file__); \
 	  sys.exit(0 if ok else 1)" ); \
-	rc=0; $(ASAN_VENV)/bin/pytest -p no:cacheprovider tests || rc=$$?; \
+	rc=0; $(ASAN_VENV)/bin/pytest -p no:cacheprovider $(ASAN_TESTS) || rc=$$?; \
 	if ls $$logs/* >/dev/null 2>&1; then cat $$logs/*; echo "FAIL: sanitizer reports above"; exit 1; fi; \
 	if [ $$rc -ne 0 ]; then echo "FAIL: pytest under ASan+UBSan (exit $$rc)"; exit $$rc; fi; \
-	echo "test-asan: whole suite passed, zero sanitizer reports ($$(( $$(date +%s) - start )) s)"
+	echo "test-asan: $(ASAN_TESTS) passed, zero sanitizer reports ($$(( $$(date +%s) - start )) s)"
 
 hardening-clean:
 	rm -rf $(HBUILD) $(ASAN_VENV)

@@ -309,10 +309,10 @@ def test_verify_fails_closed_on_unknowns(monkeypatch: pytest.MonkeyPatch) -> Non
     is unknown never matches uid= or user=."""
     hidden = fake("127.0.0.1", pids=(), names=())
     anonymous = fake("127.0.0.1", uid=None, user=None)
-    monkeypatch.setattr(owner, "listeners", lambda port: [hidden])
+    monkeypatch.setattr(owner, "listeners", lambda port, **kw: [hidden])
     assert not twisted_patch.verify("127.0.0.1", 4000, pid=42).owned
     assert twisted_patch.verify("127.0.0.1", 4000, uid=1000).owned
-    monkeypatch.setattr(owner, "listeners", lambda port: [anonymous])
+    monkeypatch.setattr(owner, "listeners", lambda port, **kw: [anonymous])
     assert twisted_patch.verify("127.0.0.1", 4000, pid=42).owned
     assert not twisted_patch.verify("127.0.0.1", 4000, uid=1000).owned
     assert not twisted_patch.verify("127.0.0.1", 4000, user="alice").owned

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 import pytest
 from support.owner import IS_ROOT, NOBODY, SETPRIV, listening
 
-from twisted_patch import _native
+from twisted_patch import _native, owner
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="the Linux owner lookup"
@@ -194,3 +194,6 @@ def test_socket_handed_to_a_third_uid_needs_all_processes() -> None:
         assert [(r[3], tuple(r[7])) for r in rows] == [(0, ())]
         rows = _native.listeners(port, all_processes=True)
         assert [(r[3], tuple(r[7])) for r in rows] == [(0, (child.pid,))]
+        # verify() with that pid looks in every process, so it finds the holder
+        assert owner.verify("127.0.0.1", port, pid=child.pid).owned
+        assert not owner.verify("127.0.0.1", port, pid=os.getpid()).owned
