@@ -64,7 +64,7 @@ if __name__ == "__main__":  # setuptools' build backend runs this file as __main
 
     setup(
         ext_modules=[native],
-        packages=["twisted_patch", "twisted.plugins"],
+        packages=["twisted_patch", "twisted_patch.port", "twisted_patch.cli", "twisted.plugins"],
         package_data={"twisted_patch": ["py.typed", "_native.pyi"]},
         options={"bdist_wheel": {"py_limited_api": "cp39"}},
     )
