@@ -142,14 +142,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="smoke-test an installed twisted-patch")
     parser.add_argument("--probe", action="store_true", help="also run `twisted-patch probe`")
     args = parser.parse_args()
-    native = installed_package()
-    # react() exits the process: run the listener check in a child interpreter.
+    # Steps 1-3 in a child interpreter: react() ends the process it runs in.
     if os.environ.get("TWISTED_PATCH_SMOKE_CHILD") == "1":
-        listen_through_core(native)
+        listen_through_core(installed_package())
         return 0
     env = {**os.environ, "TWISTED_PATCH_SMOKE_CHILD": "1"}
     child = subprocess.run([sys.executable, "-I", __file__], env=env, timeout=300)
-    check(child.returncode == 0, "xtcp listens through the core (child process above)")
+    check(child.returncode == 0, "steps 1-3 (child process above)")
     helped = subprocess.run([*cli(), "--help"], capture_output=True, text=True, timeout=120)
     check(helped.returncode == 0 and "probe" in helped.stdout, "twisted-patch --help runs")
     if args.probe:

@@ -22,8 +22,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-# Tracked but deliberately not shipped: this repository's CI entry point and git
-# settings.  (A file a fuzzer writes to the top level, crash-*, is not source either.)
+# Tracked but deliberately not shipped: this repository's CI entry point and git settings.
 NOT_SHIPPED = {".ci/run", ".gitignore"}
 
 
@@ -100,8 +99,7 @@ def test_sdist_holds_every_tracked_file(sdist: Path) -> None:
     tracked = set(files)
     with tarfile.open(sdist) as tar:
         shipped = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
-    missing = sorted(f for f in tracked - shipped - NOT_SHIPPED
-                     if not (f.startswith("crash-") and "/" not in f))
+    missing = sorted(tracked - shipped - NOT_SHIPPED)
     assert missing == [], f"tracked but not in the sdist (add them to MANIFEST.in): {missing}"
     # the license file is in it, and nothing git ignores (build output) came along
     assert "LICENSE" in shipped

@@ -81,6 +81,9 @@ def test_sdist_job_builds_a_wheel_from_the_sdist_and_checks_it(workflow: dict[An
     # `python -m build` without --sdist/--wheel builds the sdist, then the wheel from it
     assert re.search(r"python -m build --outdir \S+ \.", text), text
     assert "twine check --strict" in text
+    # the sdist installed into a fresh venv, then the smoke test run outside the tree
+    assert "pip install dist/*.tar.gz" in text
+    assert "python -I ../tests/smoke_installed.py --probe" in text
     upload = [s for s in steps(job) if str(s.get("uses", "")).startswith("actions/upload")]
     assert upload and upload[0]["with"]["path"] == "dist/*.tar.gz"
 
