@@ -51,6 +51,7 @@ RANKS: dict[str, int] = {
     "twisted_patch.cli.who": 15,
     "twisted_patch.cli.verify": 15,
     "twisted_patch.cli.plugin_cache": 15,
+    "twisted_patch.cli.tahoe": 15,
     "twisted_patch.cli": 16,
     "twisted_patch.__main__": 17,
 }
