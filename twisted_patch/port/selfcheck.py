@@ -10,6 +10,7 @@ self-probe still runs.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import socket
@@ -71,13 +72,16 @@ def _not_the_same_socket(
     mine = os.fstat(skt.fileno()).st_ino
     others = [item for item in listeners(port) if item.inode == mine
               and any(pid != os.getpid() for pid in item.pids)]
-    for item in others:
+    for found in others:
+        kept = [(pid, name) for pid, name in zip(found.pids, found.names) if pid != os.getpid()]
+        item = dataclasses.replace(found, pids=tuple(p for p, _ in kept),
+                                   names=tuple(n for _, n in kept))
         log.info(
             "twisted-patch: {address} is also held by {holder}: the same socket "
             "(inode {inode}), passed on by the supervisor that made it",
             address=format_address(interface, port),
             holder=item.holder(),
             inode=mine,
-            pids=[pid for pid in item.pids if pid != os.getpid()],
+            pids=list(item.pids),
         )
     return [item for item in foreign if item.inode != mine]
