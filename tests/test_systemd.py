@@ -439,3 +439,72 @@ def test_parser_errors_are_clear(description: str, message: str) -> None:
     with pytest.raises(ValueError) as raised:
         endpoints.serverFromString(reactor, description)
     assert message in str(raised.value), str(raised.value)
+
+
+# --- a real Tahoe-LAFS node on xsystemd: ports -----------------------------------
+
+
+@needs_activate
+@pytest.mark.tahoe
+def test_tahoe_node_on_socket_activated_ports(tmp: Path) -> None:
+    """``web.port`` and ``tub.port`` as ``xsystemd:`` (explicit ``tub.location``),
+    the node run by ``tahoe run`` under systemd-socket-activate: both ports are the
+    inherited sockets, guarded on [::1], served, and the IPv6 shadow is refused."""
+    import importlib.util
+    import urllib.request
+
+    if importlib.util.find_spec("allmydata") is None:
+        pytest.skip("tahoe-lafs is not installed: pip install '.[tahoe]'")
+    from support.tahoe_grid import Node, node_env, run_tahoe, set_config, tahoe_command
+
+    assert ACTIVATE is not None
+    web, tub = free_port(), free_port()
+    node = Node(tmp / "node", tmp)
+    run_tahoe(["create-node", "--hostname=127.0.0.1", "--nickname=activated",
+               str(node.basedir)], tmp)
+    set_config(node.cfg, "node", {
+        "web.port": "xsystemd:domain=INET:name=web",
+        "tub.port": "xsystemd:domain=INET:name=tub",
+        "tub.location": f"tcp:127.0.0.1:{tub}",
+    })
+    out = tmp / "node.out"
+    with open(out, "wb") as f:
+        proc = subprocess.Popen(
+            [ACTIVATE, "-l", f"127.0.0.1:{web}", "-l", f"127.0.0.1:{tub}", "--fdname=web:tub",
+             *tahoe_command(), "run", "--allow-stdin-close", str(node.basedir)],
+            env=node_env(tmp), cwd=tmp, stdin=subprocess.DEVNULL, stdout=f,
+            stderr=subprocess.STDOUT)
+    try:
+        _wait_listening(web)
+        inodes = {p: {i.inode for i in owner.listeners(p, processes=False)} for p in (web, tub)}
+        with socket.create_connection(("127.0.0.1", web), timeout=BOUND):
+            pass  # the first connection: systemd-socket-activate execs tahoe
+        deadline = time.monotonic() + 90
+        while not (node.basedir / "node.url").exists():
+            assert proc.poll() is None, out.read_text(errors="replace")
+            assert time.monotonic() < deadline, out.read_text(errors="replace")
+            time.sleep(0.1)
+        assert (node.basedir / "node.url").read_text().strip() == f"http://127.0.0.1:{web}/"
+        log = out.read_text(errors="replace")
+        made = exclusive_listener_lines(log)
+        assert f"127.0.0.1:{web}" in made and f"127.0.0.1:{tub}" in made, log
+        for port in (web, tub):
+            held = {(i.host, i.inode): i.pids for i in owner.listeners(port)}
+            v4 = {inode: pids for (host, inode), pids in held.items() if host == "127.0.0.1"}
+            assert set(v4) == inodes[port] and all(p == (proc.pid,) for p in v4.values()), held
+            if has_ipv6():
+                assert [p for (h, _), p in held.items() if h == "::1"] == [(proc.pid,)], held
+        with urllib.request.urlopen(f"http://127.0.0.1:{web}/?t=json", timeout=BOUND) as resp:
+            assert json.loads(resp.read())["introducers"] is not None  # the node's web API
+        if has_ipv6():
+            outcome = run_attack(SHADOWS[0], web)
+            assert outcome.result == "refused", outcome.text
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=15)
+
