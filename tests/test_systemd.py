@@ -318,6 +318,18 @@ def test_dual_stack_wildcard_is_refused(tmp: Path) -> None:
 
 
 @needs_activate
+def test_one_socket_serves_one_endpoint(tmp: Path) -> None:
+    port = free_port()
+    run = activate(tmp, [f"127.0.0.1:{port}"], ["web"],
+                   ["xsystemd:domain=INET:name=web", "xsystemd:domain=INET:index=0"])
+    try:
+        [error] = run.errors()
+        assert "descriptor 3 was taken over already by another xsystemd endpoint" in error, error
+    finally:
+        run.stop()
+
+
+@needs_activate
 def test_unknown_name_lists_what_was_inherited(tmp: Path) -> None:
     port = free_port()
     run = activate(tmp, [f"127.0.0.1:{port}"], ["web"], ["xsystemd:domain=INET:name=nope"])

@@ -45,6 +45,9 @@ log = Logger()
 DOMAINS = {"INET": socket.AF_INET, "INET6": socket.AF_INET6}
 _KNOWN = ("domain", "index", "name", "backlog", "guard", "probe")
 
+#: inherited descriptors an xsystemd endpoint of this process has taken over
+_taken: set[int] = set()
+
 
 def inherited() -> tuple[list[int], list[str] | None]:
     """The descriptors passed to this process (socket activation) and their names
@@ -147,6 +150,12 @@ class ExclusiveSystemdServerEndpoint:
         return d
 
     def _listen(self, factory: IProtocolFactory) -> Any:
+        if self._fd in _taken:
+            raise ValueError(
+                f"{self._what}: descriptor {self._fd} was taken over already by another "
+                f"xsystemd endpoint; each inherited socket serves one listener"
+            )
+        _taken.add(self._fd)  # for good: once served or refused, the descriptor is closed
         skt, host, port = _sockets.adopt_inherited(self._fd, self._family, self._what)
         try:
             p = port_class_for(self._reactor)(
