@@ -276,25 +276,73 @@ def test_control_twisted_systemd_endpoint_is_shadowed(tmp: Path) -> None:
         run.stop()
 
 
+def _both_families(tmp: Path, endpoints: list[str]) -> None:
+    """The supervisor passed 127.0.0.1:P and [::1]:P: both are served from the
+    inherited sockets (no socket of ours on the port), and the shadow is refused."""
+    port = free_port()
+    run = activate(tmp, [f"127.0.0.1:{port}", f"[::1]:{port}"], ["web", "web6"], endpoints)
+    try:
+        status = run.status()
+        assert run.errors() == [], run.output()
+        inherited = {status["inherited"]["3"], status["inherited"]["4"]}
+        seen = {(item.host, item.inode): item.pids for item in owner.listeners(port)}
+        assert seen == {("127.0.0.1", status["inherited"]["3"]): (run.pid,),
+                        ("::1", status["inherited"]["4"]): (run.pid,)}, (seen, inherited)
+        assert _hello("::1", port) == f"served by {run.pid}\n"
+        assert _hello("127.0.0.1", port) == f"served by {run.pid}\n"
+        outcome = run_attack(SHADOWS[0], port)
+        assert outcome.result == "refused", outcome.text
+    finally:
+        run.stop()
+
+
 @needs_activate
 @pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback on this host")
-def test_both_families_passed_no_guard_of_ours(tmp: Path) -> None:
-    """The supervisor passed 127.0.0.1:P and [::1]:P: both are served from the
-    inherited sockets (no guard socket of ours), and the shadow is refused."""
+def test_both_families_passed_one_endpoint_serves_both(tmp: Path) -> None:
+    """One endpoint (guard=serve, the loopback default) serves the passed [::1]
+    socket as its sibling: what Tahoe's single web.port needs."""
+    _both_families(tmp, ["xsystemd:domain=INET:name=web"])
+
+
+@needs_activate
+@pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback on this host")
+def test_both_families_under_one_name(tmp: Path) -> None:
+    """One socket unit, two ListenStream= lines, one FileDescriptorName: name=web
+    with domain=INET is the 127.0.0.1 one, and its [::1] sibling is served."""
+    port = free_port()
+    run = activate(tmp, [f"[::1]:{port}", f"127.0.0.1:{port}"], ["web", "web"],
+                   ["xsystemd:domain=INET:name=web"], trigger=("127.0.0.1", port))
+    try:
+        status = run.status()
+        assert run.errors() == [], run.output()
+        assert status["results"][0]["inode"] == status["inherited"]["4"]
+        seen = {(item.host, item.inode) for item in owner.listeners(port)}
+        assert seen == {("127.0.0.1", status["inherited"]["4"]),
+                        ("::1", status["inherited"]["3"])}, seen
+        assert _hello("::1", port) == f"served by {run.pid}\n"
+    finally:
+        run.stop()
+
+
+@needs_activate
+@pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback on this host")
+def test_both_families_passed_two_endpoints(tmp: Path) -> None:
+    """guard=no on the first: each passed socket is served by its own endpoint, and
+    the second finds its sibling held by the first (no guard socket opened)."""
+    _both_families(tmp, ["xsystemd:domain=INET:name=web:guard=no",
+                         "xsystemd:domain=INET6:name=web6"])
+
+
+@needs_activate
+@pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback on this host")
+def test_sibling_served_by_the_first_endpoint_is_not_taken_twice(tmp: Path) -> None:
     port = free_port()
     run = activate(tmp, [f"127.0.0.1:{port}", f"[::1]:{port}"], ["web", "web6"],
                    ["xsystemd:domain=INET:name=web", "xsystemd:domain=INET6:name=web6"])
     try:
-        status = run.status()
-        assert run.errors() == [], run.output()
-        inodes = {r["host"]: r["inode"] for r in status["results"]}
-        assert inodes == {"127.0.0.1": status["inherited"]["3"],
-                          "::1": status["inherited"]["4"]}, status
-        seen = {(item.host, item.inode) for item in owner.listeners(port)}
-        assert seen == {("127.0.0.1", inodes["127.0.0.1"]), ("::1", inodes["::1"])}, seen
-        assert _hello("::1", port) == f"served by {run.pid}\n"
-        outcome = run_attack(SHADOWS[0], port)
-        assert outcome.result == "refused", outcome.text
+        [error] = run.errors()
+        assert "descriptor 4 was taken over already (served as the sibling of xsystemd " \
+               "name=web (guard=serve; give it guard=no" in error, error
     finally:
         run.stop()
 
@@ -325,7 +373,7 @@ def test_one_socket_serves_one_endpoint(tmp: Path) -> None:
                    ["xsystemd:domain=INET:name=web", "xsystemd:domain=INET:index=0"])
     try:
         [error] = run.errors()
-        assert "descriptor 3 was taken over already by another xsystemd endpoint" in error, error
+        assert "descriptor 3 was taken over already (by xsystemd name=web)" in error, error
     finally:
         run.stop()
 

@@ -10,7 +10,9 @@ Twisted's ``systemd:`` does, plus what ``xtcp:`` gives a socket of its own:
   ``IPV6_V6ONLY`` on ``[::]``; made non-inheritable and non-blocking.  What
   cannot be fixed is a ``CannotListenError`` (errback of ``listen``);
 - the other family's address on the same port is guarded (``guard=``, as for
-  xtcp) unless the supervisor passed a listening socket there too;
+  xtcp); if the supervisor passed a listening socket there too, it is checked
+  the same way and served as the sibling (guard=serve), or left to hold the
+  address (another guard mode, or another xsystemd endpoint serves it);
 - the post-listen owner check (another holder of *this* socket -- the
   supervisor -- is accepted, any other socket on the port is not) and the
   self-probe (``probe=``) run as for xtcp.
@@ -45,8 +47,8 @@ log = Logger()
 DOMAINS = {"INET": socket.AF_INET, "INET6": socket.AF_INET6}
 _KNOWN = ("domain", "index", "name", "backlog", "guard", "probe")
 
-#: inherited descriptors an xsystemd endpoint of this process has taken over
-_taken: set[int] = set()
+#: inherited descriptors an xsystemd endpoint of this process has taken over, and by whom
+_taken: dict[int, str] = {}
 
 
 def inherited() -> tuple[list[int], list[str] | None]:
@@ -83,8 +85,16 @@ def _describe(descriptors: Sequence[int], names: Sequence[str] | None) -> str:
     return f"inherited {listed}"
 
 
-def choose_descriptor(index: object, name: object) -> tuple[int, str]:
-    """The inherited descriptor ``index=`` or ``name=`` names, and how to call it."""
+def _family_of(fd: int) -> int | None:
+    found = _sockets.inspect_fd(fd)
+    return None if found is None else found.family
+
+
+def choose_descriptor(index: object, name: object, family: int) -> tuple[int, str]:
+    """The inherited descriptor ``index=`` or ``name=`` names, and how to call it.
+
+    A name given to several sockets (one systemd socket unit with two
+    ``ListenStream=`` lines, 127.0.0.1 and [::1]) means the one of ``family``."""
     if (index is None) == (name is None):
         raise ValueError("xsystemd: give exactly one of index= and name=")
     descriptors, names = inherited()
@@ -105,9 +115,14 @@ def choose_descriptor(index: object, name: object) -> tuple[int, str]:
             f"xsystemd: no inherited socket name={text}: {_describe(descriptors, names)}"
         )
     if names.count(text) > 1:
+        ours = [fd for fd, n in zip(descriptors, names) if n == text and _family_of(fd) == family]
+        if len(ours) == 1:
+            domain = "INET6" if family == socket.AF_INET6 else "INET"
+            return ours[0], f"xsystemd name={text} domain={domain}"
         raise ValueError(
             f"xsystemd: name={text} names {names.count(text)} inherited sockets: "
-            f"{_describe(descriptors, names)}; use index= or give them distinct names"
+            f"{_describe(descriptors, names)}, {len(ours)} of them of this domain; use "
+            f"index= or give them distinct names"
         )
     return descriptors[names.index(text)], f"xsystemd name={text}"
 
@@ -152,20 +167,33 @@ class ExclusiveSystemdServerEndpoint:
     def _listen(self, factory: IProtocolFactory) -> Any:
         if self._fd in _taken:
             raise ValueError(
-                f"{self._what}: descriptor {self._fd} was taken over already by another "
-                f"xsystemd endpoint; each inherited socket serves one listener"
+                f"{self._what}: descriptor {self._fd} was taken over already "
+                f"({_taken[self._fd]}); each inherited socket serves one listener"
             )
-        _taken.add(self._fd)  # for good: once served or refused, the descriptor is closed
+        _taken[self._fd] = f"by {self._what}"  # for good: served or refused, it is closed
         skt, host, port = _sockets.adopt_inherited(self._fd, self._family, self._what)
+        sibling: socket.socket | None = None
         try:
             p = port_class_for(self._reactor)(
                 port, factory, self._backlog, host, self._reactor,
                 guard=self._guard, probe=self._probe,
             )
-            p.adopt(skt, sibling_held=_sibling_inherited(self._family, host, port, self._fd),
-                    shared=True)
+            found = _sibling_inherited(self._family, host, port, self._fd)
+            if found is not None and found[0] not in _taken and p.guard_mode == "serve":
+                # The supervisor passed the other family's address too: serve it as
+                # the sibling (what guard=serve does with a socket of its own).
+                sib_fd, sib_family = found
+                _taken[sib_fd] = (f"served as the sibling of {self._what} (guard=serve; "
+                                  f"give it guard=no to serve this socket separately)")
+                sibling, _, _ = _sockets.adopt_inherited(
+                    sib_fd, sib_family, f"the sibling of {self._what} (descriptor {sib_fd})"
+                )
+            p.adopt(skt, shared=True, sibling=sibling,
+                    sibling_held=found is not None and sibling is None)
         except BaseException:
             skt.close()
+            if sibling is not None:
+                sibling.close()
             raise
         p.startListening()  # closes skt on failure
         log.info(
@@ -190,11 +218,12 @@ class ExclusiveSystemdServerEndpoint:
                 f"guard={self._guard or 'default'} probe={self._probe or 'strict'}>")
 
 
-def _sibling_inherited(family: int, host: str, port: int, fd: int) -> bool:
-    """True if another inherited descriptor listens on the sibling address of host:port."""
+def _sibling_inherited(family: int, host: str, port: int, fd: int) -> tuple[int, int] | None:
+    """(descriptor, family) of another inherited socket listening on the sibling
+    address of host:port, or None."""
     sib = sibling_of(family, host)
     if sib is None:
-        return False
+        return None
     descriptors, _ = inherited()
     for other in descriptors:
         if other == fd:
@@ -202,8 +231,8 @@ def _sibling_inherited(family: int, host: str, port: int, fd: int) -> bool:
         found = _sockets.inspect_fd(other)
         if (found is not None and found.family == sib[0] and found.listening
                 and found.address == (sib[1], port)):
-            return True
-    return False
+            return other, found.family
+    return None
 
 
 def parse_server(reactor: Any, *args: object, **kwargs: object) -> ExclusiveSystemdServerEndpoint:
@@ -238,7 +267,7 @@ def parse_server(reactor: Any, *args: object, **kwargs: object) -> ExclusiveSyst
         probe = check_probe(fields["probe"]) if "probe" in fields else None
     except ValueError as e:
         raise ValueError(f"xsystemd: {e}") from None
-    fd, what = choose_descriptor(fields.get("index"), fields.get("name"))
+    fd, what = choose_descriptor(fields.get("index"), fields.get("name"), DOMAINS[str(domain)])
     return ExclusiveSystemdServerEndpoint(
         reactor, fd, DOMAINS[str(domain)], what, backlog, guard, probe
     )

@@ -85,6 +85,7 @@ class ExclusiveListening:
     _closing_guard: socket.socket | None = None  # a refuse guard, closed after our socket
     _adopted: socket.socket | None = None  # the listening socket to start from (adopt())
     _sibling_held = False  # adopt(sibling_held=True): no guard of ours is needed
+    _adopted_sibling: socket.socket | None = None  # adopt(sibling=...): served as guard=serve
     shared_socket = False  # adopt(shared=True): another process may hold the socket too
 
     def _init_exclusive(self, guard: str | None, probe: str | None) -> None:
@@ -122,7 +123,12 @@ class ExclusiveListening:
     # --- listening ---------------------------------------------------------------
 
     def adopt(
-        self, skt: socket.socket, *, sibling_held: bool = False, shared: bool = False
+        self,
+        skt: socket.socket,
+        *,
+        sibling_held: bool = False,
+        shared: bool = False,
+        sibling: socket.socket | None = None,
     ) -> None:
         """Start from ``skt`` (listening, on this port's interface and port) instead of
         a new socket; call before ``startListening``.  The rest of the sequence runs
@@ -133,7 +139,10 @@ class ExclusiveListening:
         inherited and the supervisor may keep a copy (systemd does): the owner check
         accepts other holders of this same kernel socket, and stopping closes our
         descriptor without ``shutdown()``, which would stop the supervisor's copy
-        listening as well.  Raises ValueError if ``skt`` is not bound to this port's
+        listening as well.  ``sibling``: a listening socket the supervisor passed on
+        the other family's address of this port, served as the sibling (guard=serve)
+        instead of a new one (guard=serve only; otherwise leave it open and give
+        ``sibling_held``).  Raises ValueError if ``skt`` is not bound to this port's
         address.
         """
         family, host = check_interface(self.interface)
@@ -146,10 +155,22 @@ class ExclusiveListening:
         self._adopted = skt
         self._sibling_held = sibling_held
         self.shared_socket = shared
+        if sibling is not None:
+            if self.guard_mode != "serve":
+                raise ValueError(
+                    f"a sibling socket is served only with guard=serve, not "
+                    f"guard={self.guard_mode}"
+                )
+            self._adopted_sibling = sibling
 
     def _take_adopted(self) -> socket.socket | None:
         skt, self._adopted = self._adopted, None
         return skt
+
+    def _drop_adopted_sibling(self) -> None:
+        if self._adopted_sibling is not None:
+            self._adopted_sibling.close()
+            self._adopted_sibling = None
 
     def _exclusive_start(self) -> None:
         try:
@@ -165,6 +186,7 @@ class ExclusiveListening:
             adopted = self._take_adopted()
             if adopted is not None:
                 adopted.close()
+            self._drop_adopted_sibling()
             raise listen_failure(self.interface, self.port, e) from None
         asked = int(self.port or 0)
         adopted = self._take_adopted()
@@ -209,6 +231,7 @@ class ExclusiveListening:
                 ) from None
             except BaseException:
                 skt.close()
+                self._drop_adopted_sibling()
                 self._after_failed_takeover(taken_from)
                 raise
             break
@@ -221,6 +244,7 @@ class ExclusiveListening:
             self._adopt_listening(skt)
         except BaseException:
             skt.close()  # no-op if _adopt_listening already closed it
+            self._drop_adopted_sibling()  # (if the guard did not take it)
             self._drop_guard(held)
             self._after_failed_takeover(taken_from)
             raise
@@ -237,8 +261,6 @@ class ExclusiveListening:
             guard=mode,
             probe=self.probe_mode,
             sibling=None if held is None else held.key[1],
-            adopted=adopted is not None,
-            sibling_held_by_supervisor=self._sibling_held,
             retried_ports=retried,
             attempts=attempts,
             port_class=type(self).__name__,
@@ -305,6 +327,9 @@ class ExclusiveListening:
         try:
             if mode == "refuse":
                 skt = _sockets.open_guard(shost, port, sfamily)
+            elif self._adopted_sibling is not None:
+                # serve the sibling socket the supervisor passed with ours (adopt())
+                skt, self._adopted_sibling = self._adopted_sibling, None
             else:
                 skt = _sockets.open_serving_guard(shost, port, self.backlog, sfamily)
         except _sockets.CoreError as e:
@@ -331,6 +356,7 @@ class ExclusiveListening:
             port, self.factory, self.backlog, shost, self.reactor, guard="no", probe="off"
         )
         sibling._pending_socket = skt
+        sibling.shared_socket = self.shared_socket
         return Guard(skey, self, mode, port=sibling), False
 
     def _install_guard(self, held: Guard) -> None:
