@@ -12,6 +12,8 @@ DEBIAN_PACKAGES := wine wine64 gcc-mingw-w64-x86-64 iproute2 util-linux strace \
 	clang clang-tidy cppcheck libclang-rt-14-dev valgrind
 # wrk: the load generator of `make bench` (accept throughput and latency).
 DEBIAN_PACKAGES += wrk
+# systemd: systemd-socket-activate, the supervisor of the xsystemd tests (no systemd as PID 1).
+DEBIAN_PACKAGES += systemd
 
 .PHONY: all demo test deps venv install lint pytest clean test-compat wheel
 .PHONY: docs bench

@@ -41,6 +41,7 @@ RANKS: dict[str, int] = {
     "twisted_patch.patch": 11,
     "twisted_patch.tahoe": 11,
     "twisted_patch.tub": 11,
+    "twisted_patch.systemd": 11,
     # the package's lazy front door and Twisted's plugin objects
     "twisted_patch": 12,
     "twisted_patch._plugins": 12,
@@ -51,6 +52,7 @@ RANKS: dict[str, int] = {
     "twisted_patch.cli.who": 15,
     "twisted_patch.cli.verify": 15,
     "twisted_patch.cli.plugin_cache": 15,
+    "twisted_patch.cli.tahoe": 15,
     "twisted_patch.cli": 16,
     "twisted_patch.__main__": 17,
 }

@@ -47,6 +47,7 @@ from support.tahoe_grid import (  # noqa: E402
     Node,
     NodeExited,
     Squatter,
+    enable_sftpd,
     exclusive_listener_lines,
     free_port,
     has_ipv6,
@@ -186,7 +187,7 @@ def grid() -> Iterator[Grid]:
         _finish(c2, "tahoe create-node")
         assert f"web.port = {_loopback(web)}" in store.cfg.read_text()
         set_config(store.cfg, "storage", {"reserved_space": "0"})
-        _enable_sftpd(store)
+        enable_sftpd(store)
         g.xtcp_config()
         g.furl = intro.wait_for_file("private/introducer.furl").strip()
         (store.basedir / "private" / "introducers.yaml").write_text(
@@ -198,38 +199,6 @@ def grid() -> Iterator[Grid]:
     finally:
         stop_all([store, intro])
         remove_tree(tmp)
-
-
-def _enable_sftpd(node: Node) -> None:
-    """[sftpd] with a fresh host key and an (empty) accounts file: enough to listen."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    private = node.basedir / "private"
-    (private / "ssh_host_key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.OpenSSH,
-            serialization.NoEncryption(),
-        )
-    )
-    (private / "ssh_host_key.pub").write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-        )
-    )
-    (private / "accounts").write_text("")
-    set_config(
-        node.cfg,
-        "sftpd",
-        {
-            "enabled": "true",
-            "host_pubkey_file": "private/ssh_host_key.pub",
-            "host_privkey_file": "private/ssh_host_key",
-            "accounts.file": "private/accounts",
-        },
-    )
 
 
 def _attacks(*keys: str) -> list[Attack]:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from twisted_patch.owner import Listener, OwnerLookupError, VerifyResult, verify, who
     from twisted_patch.patch import install, installed, uninstall
     from twisted_patch.port import ExclusivePort
+    from twisted_patch.systemd import ExclusiveSystemdServerEndpoint
 
 __version__ = "0.1.0"
 
@@ -37,6 +38,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "ExclusiveListenError": "twisted_patch.errors",
     "ExclusivePort": "twisted_patch.port",
+    "ExclusiveSystemdServerEndpoint": "twisted_patch.systemd",
     "ExclusiveTCPServerEndpoint": "twisted_patch.endpoint",
     "Listener": "twisted_patch.owner",
     "OwnerLookupError": "twisted_patch.owner",
@@ -52,6 +54,7 @@ _LAZY = {
 __all__ = [
     "ExclusiveListenError",
     "ExclusivePort",
+    "ExclusiveSystemdServerEndpoint",
     "ExclusiveTCPServerEndpoint",
     "Listener",
     "OwnerLookupError",

@@ -35,8 +35,25 @@ class ExclusiveServerParser:
         return f"<ExclusiveServerParser {self.prefix}>"
 
 
+@implementer(IPlugin, IStreamServerEndpointStringParser)
+class ExclusiveSystemdParser:
+    """``xsystemd:domain=INET:name=NAME`` (or ``index=N``) ``[:guard=G][:probe=P]``: an
+    inherited (socket-activated) listening socket with xtcp's guarantees; docs/systemd.rst."""
+
+    prefix = "xsystemd"
+
+    def parseStreamServer(self, reactor: Any, *args: object, **kwargs: object) -> Any:
+        from twisted_patch.systemd import parse_server
+
+        return parse_server(reactor, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return "<ExclusiveSystemdParser xsystemd>"
+
+
 xtcp = ExclusiveServerParser("xtcp", "")
 xtcp6 = ExclusiveServerParser("xtcp6", "::")
+xsystemd = ExclusiveSystemdParser()
 
 # Reactor plugins: twistd/trial --reactor=exclusive (and exclusive-iocp on Windows).
 exclusive = Reactor(

@@ -10,10 +10,21 @@ Layer: above ``errors``, ``_address`` and ``owner``; below the port classes.
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
+import stat
+
+from twisted.internet.error import CannotListenError
 
 from twisted_patch import _native
-from twisted_patch.errors import HELD, cannot_listen, listen_failure
+from twisted_patch.errors import (
+    HELD,
+    ExclusiveListenError,
+    cannot_listen,
+    format_address,
+    listen_failure,
+)
 from twisted_patch.owner import describe_holder
 
 #: The core's exception for OS failures (``errno``, ``stage``, ``detail``).
@@ -87,3 +98,117 @@ def probe_rows(skt: socket.socket) -> list[tuple[str, str, str, int, str, str, b
             raise ValueError(f"cannot probe socket {handle}: {e.detail}") from None
         raise
 
+
+
+# --- sockets made by someone else (socket activation) ------------------------------
+
+
+class Inherited:
+    """What an inherited descriptor is, read without taking it over (:func:`inspect_fd`)."""
+
+    def __init__(
+        self, fd: int, family: int, kind: int, protocol: int, address: tuple[str, int] | None,
+        listening: bool,
+    ) -> None:
+        self.fd = fd
+        self.family = family
+        self.kind = kind
+        self.protocol = protocol
+        self.address = address
+        self.listening = listening
+
+
+def inspect_fd(fd: int) -> Inherited | None:
+    """Family, type, address and listening state of descriptor ``fd``; None if it is
+    not a socket (or not open).  The descriptor is neither closed nor changed."""
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            return None
+        skt = socket.socket(fileno=fd)  # family/type/proto read from the descriptor
+    except OSError:
+        return None
+    try:
+        address: tuple[str, int] | None = None
+        if skt.family in (socket.AF_INET, socket.AF_INET6):
+            name = skt.getsockname()
+            address = (str(name[0]), int(name[1]))
+        listening = bool(skt.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+        return Inherited(fd, int(skt.family), int(skt.type), int(skt.proto), address, listening)
+    except OSError:
+        return None
+    finally:
+        skt.detach()
+
+
+def _refuse(fd: int, what: str, address: tuple[str, int] | None, problem: str,
+            fix: str) -> CannotListenError:
+    where = format_address(*address) if address is not None else f"descriptor {fd}"
+    message = f"{what} (descriptor {fd}, {where}) {problem}; {fix}"
+    wrapped = ExclusiveListenError(errno.EINVAL, message, "inherited", where, "")
+    host, port = address if address is not None else ("", 0)
+    return listen_failure(host, port, wrapped)
+
+
+def adopt_inherited(fd: int, family: int, what: str) -> tuple[socket.socket, str, int]:
+    """Take over an inherited listening TCP socket, with xtcp's guarantees checked.
+
+    Checked: a TCP stream socket of ``family``, bound to an address and port,
+    listening, without ``SO_REUSEPORT`` and (IPv6 wildcard) with
+    ``IPV6_V6ONLY``; what cannot be fixed raises ``CannotListenError`` (the
+    descriptor is closed: it is not served, and not leaked either).  Fixed: the
+    descriptor is made non-inheritable (close-on-exec) and non-blocking.
+    ``what`` names it for messages (``xsystemd name=web``).  Returns the
+    socket (which owns the descriptor), its host and its port.
+    """
+    found = inspect_fd(fd)
+    if found is None:
+        raise _refuse(fd, what, None, "is not an open socket",
+                      "check the socket unit (or LISTEN_FDS) that passed it")
+    address = found.address
+    skt = socket.socket(fileno=fd)
+    try:
+        problem, fix = _inherited_problem(skt, found, family)
+        if problem:
+            raise _refuse(fd, what, address, problem, fix)
+        assert address is not None
+        if os.get_inheritable(fd):
+            os.set_inheritable(fd, False)  # children of ours must not get the port
+        skt.setblocking(False)
+    except BaseException:
+        skt.close()
+        raise
+    return skt, address[0], address[1]
+
+
+def _inherited_problem(skt: socket.socket, found: Inherited, family: int) -> tuple[str, str]:
+    """('', '') if ``skt`` may be served as an exclusive listener; else (problem, fix)."""
+    names: dict[int, str] = {socket.AF_INET: "IPv4 (INET)", socket.AF_INET6: "IPv6 (INET6)"}
+    if found.family not in names:
+        return (f"is not an IPv4 or IPv6 socket (address family {found.family})",
+                "xsystemd: adopts TCP sockets only (ListenStream=ADDRESS:PORT)")
+    if found.kind != socket.SOCK_STREAM or found.protocol not in (0, socket.IPPROTO_TCP):
+        return ("is not a TCP stream socket",
+                "use ListenStream= for it in the socket unit")
+    if found.family != family:
+        return (f"is {names[found.family]}, not the {names.get(family, family)} that "
+                f"domain= says", "make domain= match the socket unit's address")
+    assert found.address is not None
+    if found.address[1] == 0:
+        return "is not bound to a port", "give the socket unit ListenStream=ADDRESS:PORT"
+    if not found.listening:
+        return ("is bound but not listening: between its bind and a listen() of ours, "
+                "another socket could take the port over",
+                "pass a listening socket (ListenStream=, not a bound-only socket)")
+    reuseport = getattr(socket, "SO_REUSEPORT", None)
+    if reuseport is not None and skt.getsockopt(socket.SOL_SOCKET, reuseport):
+        return ("has SO_REUSEPORT set: another socket of the same user can share the "
+                "port and receive its connections",
+                "remove ReusePort=yes from the socket unit")
+    if found.family == socket.AF_INET6 and found.address[0] == "::" and not skt.getsockopt(
+        socket.IPPROTO_IPV6, socket.IPV6_V6ONLY
+    ):
+        return ("is a dual-stack [::] socket (IPV6_V6ONLY off), which cannot be changed "
+                "once bound",
+                "set BindIPv6Only=ipv6-only in the socket unit (and pass 0.0.0.0 "
+                "separately if IPv4 is wanted)")
+    return "", ""

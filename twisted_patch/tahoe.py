@@ -3,22 +3,28 @@
 :func:`read_node_dir` reads where a node says it listens (``node.url``) and
 which process it is (``running.process``), for ``twisted-patch verify --node``.
 
-``python -m twisted_patch.tahoe run NODEDIR`` is ``tahoe`` with its log Tub hardened too.
+``python -m twisted_patch.tahoe run NODEDIR`` (also ``twisted-patch tahoe run
+NODEDIR``) is ``tahoe`` -- same arguments, same process, same pid file --
+with two changes made before Tahoe imports anything of Twisted's reactor:
 
-tahoe.cfg reaches three listeners (``web.port``, ``tub.port``,
-``[sftpd]port``), and with ``xtcp:`` strings all three come from the C core.
-One listener no configuration reaches: every node also starts a *log Tub*
-(for ``flogtool tail``, FURL in ``private/logport.furl``) on an ephemeral port
-bound to **0.0.0.0** -- all interfaces -- by a plain socket that Tahoe binds
-itself and hands to Twisted with ``adoptStreamPort``
-(``allmydata/util/iputil.py``, ``_foolscapEndpointForPortNumber``).
-``--reactor`` cannot be given to ``tahoe run``, and a patched ``listenTCP``
-would not see an adopted socket.
+1. the ``exclusive`` reactor is installed, through Twisted's reactor plugin
+   (``twisted.application.reactors.installReactor("exclusive")``, what
+   ``twistd --reactor=exclusive`` does; it runs
+   :func:`twisted_patch.reactor.install`).  Every ``listenTCP`` of the node
+   is then exclusive, so plain ``tcp:`` strings in an *unchanged* tahoe.cfg
+   (``web.port``, ``tub.port``, ``[sftpd]port``) get the core's socket, the
+   sibling-family guard, the post-listen check and the self-probe.
+   ``tahoe run`` itself cannot take ``--reactor``: ``tahoe`` starts through
+   ``task.react``, which installs the default reactor first.
+2. the log Tub is hardened (:func:`harden_log_tub`).  Every node starts a *log
+   Tub* (for ``flogtool tail``, FURL in ``private/logport.furl``) on an
+   ephemeral port bound to **0.0.0.0** by a plain socket that Tahoe binds
+   itself and hands to Twisted with ``adoptStreamPort``
+   (``allmydata/util/iputil.py``, ``_foolscapEndpointForPortNumber``): no
+   ``listenTCP``, so no reactor reaches it.  Here that socket is made by the
+   core, on **127.0.0.1** -- Tahoe itself publishes it as ``localhost`` only.
 
-This launcher is ``tahoe`` (same arguments, same process, same pid file)
-with one change made before Tahoe starts: the log Tub's socket is made by
-the core, on **127.0.0.1** -- Tahoe itself publishes it as ``localhost``
-only.  Everything else is Tahoe's own code path.
+Everything else is Tahoe's own code path.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from zope.interface import implementer
 from twisted_patch import _sockets
 from twisted_patch._address import check_pid, parse_target
 from twisted_patch.errors import format_address
+from twisted_patch.port import port_class_for
 
 log = Logger()
 
@@ -62,16 +69,22 @@ class AdoptedCoreSocketEndpoint:
         if self._used:
             return defer.fail(AlreadyListened("the log Tub's socket is already listening"))
         self._used = True
+        # The exclusive port's own sequence, started from this socket: the [::1]
+        # guard, the owner check and the self-probe, as for any xtcp listener.
         try:
-            port = self._reactor.adoptStreamPort(
-                self._skt.fileno(), self._skt.family, protocolFactory
+            port = port_class_for(self._reactor)(
+                self.port, protocolFactory, 50, LOG_TUB_INTERFACE, self._reactor
             )
+            port.adopt(self._skt)
+        except BaseException:
+            self._skt.close()
+            return defer.fail()
+        try:
+            port.startListening()  # closes the socket on failure
         except BaseException:
             return defer.fail()
-        finally:
-            self._skt.close()  # adoptStreamPort keeps its own (non-inheritable) dup
         log.info(
-            "twisted-patch: exclusive listener on {address} (Tahoe log Tub)",
+            "twisted-patch: Tahoe's log Tub on {address} (socket made by the core)",
             address=format_address(LOG_TUB_INTERFACE, self.port),
             port=self.port,
         )
@@ -85,10 +98,13 @@ def harden_log_tub() -> bool:
     """Make Tahoe's log Tub listen on 127.0.0.1 through the core.  True if done.
 
     Replaces ``allmydata.util.iputil._foolscapEndpointForPortNumber`` for the
-    one call Tahoe makes with ``portnum=None`` (the log Tub); on platforms
-    without ``adoptStreamPort`` (Windows) nothing is changed and False is
-    returned (there Tahoe uses ``listenTCP``, which ``--reactor``-free hardening
-    cannot reach either).
+    one call Tahoe makes with ``portnum=None`` (the log Tub): the socket is made
+    by the core and started through the exclusive port's sequence
+    (:meth:`~twisted_patch.port.listening.ExclusiveListening.adopt`: the [::1]
+    guard, the owner check, the self-probe).  On platforms without
+    ``adoptStreamPort`` (Windows) nothing is changed and False is returned: there
+    Tahoe listens on ``tcp:PORT`` (0.0.0.0) with ``listenTCP``, which the
+    exclusive reactor of ``python -m twisted_patch.tahoe`` makes exclusive.
     """
     from twisted.internet import reactor
     from twisted.internet.interfaces import IReactorSocket
@@ -178,9 +194,49 @@ def read_node_dir(nodedir: str) -> NodeInfo:
     )
 
 
+class LauncherError(Exception):
+    """The launcher cannot start Tahoe as asked (the message says why)."""
+
+
+def install_exclusive_reactor() -> Any:
+    """Install the ``exclusive`` reactor through Twisted's reactor plugin; return it.
+
+    Raises :class:`LauncherError` if another reactor is installed already
+    (something imported ``twisted.internet.reactor`` first) or the plugin is
+    not found (twisted-patch's ``twisted/plugins`` file not on ``sys.path``).
+    """
+    from twisted.application import reactors
+    from twisted.internet.error import ReactorAlreadyInstalledError
+
+    if "twisted.internet.reactor" in sys.modules:
+        current = sys.modules["twisted.internet.reactor"]
+        raise LauncherError(
+            f"a reactor is installed already ({type(current).__module__}."
+            f"{type(current).__qualname__}): the exclusive reactor must be installed "
+            f"before anything imports twisted.internet.reactor"
+        )
+    try:
+        return reactors.installReactor("exclusive")
+    except reactors.NoSuchReactor:
+        raise LauncherError(
+            "Twisted's plugin scan did not find the 'exclusive' reactor: is "
+            "twisted-patch installed in this Python's environment (twisted/plugins/"
+            "twisted_patch_plugins.py on sys.path)?"
+        ) from None
+    except ReactorAlreadyInstalledError as e:
+        raise LauncherError(f"a reactor is installed already: {e}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """``tahoe`` with :func:`harden_log_tub` applied; never returns (Tahoe exits)."""
+    """``tahoe`` on the exclusive reactor, its log Tub hardened; never returns (Tahoe exits)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        install_exclusive_reactor()
+    except LauncherError as e:
+        sys.stderr.write(f"twisted-patch tahoe: {e}\n")
+        raise SystemExit(2) from None
+    # allmydata.scripts.runner imports the reactor (allmydata.util.eliotutil):
+    # only now, with the exclusive one installed.
     runner: Any = importlib.import_module("allmydata.scripts.runner")
     harden_log_tub()
     runner.run(argv=["tahoe", *args])

@@ -336,6 +336,38 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def enable_sftpd(node: Node) -> None:
+    """[sftpd] with a fresh host key and an (empty) accounts file: enough to listen."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    private = node.basedir / "private"
+    (private / "ssh_host_key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+    )
+    (private / "ssh_host_key.pub").write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+    )
+    (private / "accounts").write_text("")
+    set_config(
+        node.cfg,
+        "sftpd",
+        {
+            "enabled": "true",
+            "host_pubkey_file": "private/ssh_host_key.pub",
+            "host_privkey_file": "private/ssh_host_key",
+            "accounts.file": "private/accounts",
+        },
+    )
+
+
 # --- a process that holds a port ------------------------------------------------
 
 class Squatter:

@@ -27,6 +27,12 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
         "exit 0 iff HOST:PORT is owned by the expected uid/pid",
     ),
     ("plugin-cache", "twisted_patch.cli.plugin_cache", "rewrite Twisted's plugin cache"),
+    (
+        "tahoe",
+        "twisted_patch.cli.tahoe",
+        "tahoe ARGS on the exclusive reactor: 'twisted-patch tahoe run NODEDIR' hardens "
+        "every listener of the node",
+    ),
 ]
 
 

@@ -4,9 +4,13 @@
 (``tcp.Port`` for the select-style reactors, ``iocpreactor.tcp.Port`` for
 IOCP).  ``startListening`` runs, in order:
 
-1. the listening socket: a guard of ours for this address taken over, or a
-   new socket from the core (:mod:`twisted_patch._sockets`);
-2. the sibling guard (:mod:`twisted_patch.port.guards`), retried with a new
+1. the listening socket: a guard of ours for this address taken over, a
+   new socket from the core (:mod:`twisted_patch._sockets`), or a listening
+   socket handed to :meth:`ExclusiveListening.adopt` before the start (an
+   inherited, socket-activated one, already checked by
+   ``_sockets.adopt_inherited``; the socket the core made for Tahoe's log Tub);
+2. the sibling guard (none when the supervisor passed the sibling address
+   too: ``adopt(..., sibling_held=True)``) (:mod:`twisted_patch.port.guards`), retried with a new
    port number for port 0 when the sibling family's number is taken;
 3. the post-listen owner check (:mod:`twisted_patch.port.selfcheck`);
 4. the self-probe (:mod:`twisted_patch.port.selfprobe`);
@@ -79,6 +83,10 @@ class ExclusiveListening:
     _pending_socket: socket.socket | None = None  # a serve sibling's socket, until installed
     probe_results: list[selfprobe.ProbeAttempt] | None = None
     _closing_guard: socket.socket | None = None  # a refuse guard, closed after our socket
+    _adopted: socket.socket | None = None  # the listening socket to start from (adopt())
+    _sibling_held = False  # adopt(sibling_held=True): no guard of ours is needed
+    _adopted_sibling: socket.socket | None = None  # adopt(sibling=...): served as guard=serve
+    shared_socket = False  # adopt(shared=True): another process may hold the socket too
 
     def _init_exclusive(self, guard: str | None, probe: str | None) -> None:
         self.requested_guard = guards.check_guard(guard)
@@ -114,6 +122,56 @@ class ExclusiveListening:
 
     # --- listening ---------------------------------------------------------------
 
+    def adopt(
+        self,
+        skt: socket.socket,
+        *,
+        sibling_held: bool = False,
+        shared: bool = False,
+        sibling: socket.socket | None = None,
+    ) -> None:
+        """Start from ``skt`` (listening, on this port's interface and port) instead of
+        a new socket; call before ``startListening``.  The rest of the sequence runs
+        as for a new socket: guard, owner check, self-probe.
+
+        ``sibling_held``: the other family's address on this port is held by a socket
+        the supervisor passed too, so no guard is opened.  ``shared``: the socket was
+        inherited and the supervisor may keep a copy (systemd does): the owner check
+        accepts other holders of this same kernel socket, and stopping closes our
+        descriptor without ``shutdown()``, which would stop the supervisor's copy
+        listening as well.  ``sibling``: a listening socket the supervisor passed on
+        the other family's address of this port, served as the sibling (guard=serve)
+        instead of a new one (guard=serve only; otherwise leave it open and give
+        ``sibling_held``).  Raises ValueError if ``skt`` is not bound to this port's
+        address.
+        """
+        family, host = check_interface(self.interface)
+        name = skt.getsockname()
+        if skt.family != family or (str(name[0]), int(name[1])) != (host, int(self.port)):
+            raise ValueError(
+                f"the socket to adopt is on {format_address(str(name[0]), int(name[1]))}, "
+                f"not on {format_address(host, int(self.port))}"
+            )
+        self._adopted = skt
+        self._sibling_held = sibling_held
+        self.shared_socket = shared
+        if sibling is not None:
+            if self.guard_mode != "serve":
+                raise ValueError(
+                    f"a sibling socket is served only with guard=serve, not "
+                    f"guard={self.guard_mode}"
+                )
+            self._adopted_sibling = sibling
+
+    def _take_adopted(self) -> socket.socket | None:
+        skt, self._adopted = self._adopted, None
+        return skt
+
+    def _drop_adopted_sibling(self) -> None:
+        if self._adopted_sibling is not None:
+            self._adopted_sibling.close()
+            self._adopted_sibling = None
+
     def _exclusive_start(self) -> None:
         try:
             family, host = check_interface(self.interface)
@@ -125,9 +183,15 @@ class ExclusiveListening:
                 mode = guards.resolve_guard(self.requested_guard, family, host)
                 self.guard_mode = mode
         except ValueError as e:
+            adopted = self._take_adopted()
+            if adopted is not None:
+                adopted.close()
+            self._drop_adopted_sibling()
             raise listen_failure(self.interface, self.port, e) from None
         asked = int(self.port or 0)
-        attempts = PORT_ZERO_ATTEMPTS if asked == 0 else 1
+        adopted = self._take_adopted()
+        attempts = PORT_ZERO_ATTEMPTS if asked == 0 and adopted is None else 1
+        guard_to_open = "no" if self._sibling_held else mode
         taken_from: ExclusiveListening | None = None
         retried: list[int] = []  # port-0 numbers given up: taken in the sibling family
         tried: list[str] = []  # the same, with why, for the message
@@ -135,10 +199,13 @@ class ExclusiveListening:
         held: Guard | None = None
         skt: socket.socket | None = None
         for attempt in range(1, attempts + 1):
-            skt, taken_from = self._open_primary(family, host)
+            if adopted is not None:
+                skt, taken_from = adopted, None
+            else:
+                skt, taken_from = self._open_primary(family, host)
             real = int(skt.getsockname()[1])
             try:
-                held, sibling_absent = self._open_guard(mode, family, host, real)
+                held, sibling_absent = self._open_guard(guard_to_open, family, host, real)
             except _SiblingBusy as busy:
                 skt.close()
                 retried.append(real)
@@ -164,17 +231,20 @@ class ExclusiveListening:
                 ) from None
             except BaseException:
                 skt.close()
+                self._drop_adopted_sibling()
                 self._after_failed_takeover(taken_from)
                 raise
             break
         assert skt is not None
         key: Key = (family, host, real)
         try:
-            selfcheck.ensure_exclusive(skt, host)  # no other process may share the port
+            # no other process may share the port (an inherited socket: but its supervisor)
+            selfcheck.ensure_exclusive(skt, host, shared=self.shared_socket)
             report = self._probe(skt, mode, host, real, sibling_absent)
             self._adopt_listening(skt)
         except BaseException:
             skt.close()  # no-op if _adopt_listening already closed it
+            self._drop_adopted_sibling()  # (if the guard did not take it)
             self._drop_guard(held)
             self._after_failed_takeover(taken_from)
             raise
@@ -257,6 +327,9 @@ class ExclusiveListening:
         try:
             if mode == "refuse":
                 skt = _sockets.open_guard(shost, port, sfamily)
+            elif self._adopted_sibling is not None:
+                # serve the sibling socket the supervisor passed with ours (adopt())
+                skt, self._adopted_sibling = self._adopted_sibling, None
             else:
                 skt = _sockets.open_serving_guard(shost, port, self.backlog, sfamily)
         except _sockets.CoreError as e:
@@ -283,6 +356,7 @@ class ExclusiveListening:
             port, self.factory, self.backlog, shost, self.reactor, guard="no", probe="off"
         )
         sibling._pending_socket = skt
+        sibling.shared_socket = self.shared_socket
         return Guard(skey, self, mode, port=sibling), False
 
     def _install_guard(self, held: Guard) -> None:

@@ -10,6 +10,7 @@ self-probe still runs.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import socket
@@ -18,7 +19,7 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from twisted_patch.errors import ExclusiveListenError, format_address, listen_failure
-from twisted_patch.owner import Listener, OwnerLookupError, check_exclusive
+from twisted_patch.owner import Listener, OwnerLookupError, check_exclusive, listeners
 
 log = Logger()
 
@@ -38,14 +39,20 @@ def foreign_listener_error(interface: str, port: int, foreign: list[Listener]) -
     return listen_failure(interface, port, wrapped)
 
 
-def ensure_exclusive(skt: socket.socket, interface: str) -> None:
+def ensure_exclusive(skt: socket.socket, interface: str, *, shared: bool = False) -> None:
     """Raise CannotListenError if another process may receive ``skt``'s connections.
 
+    ``shared``: ``skt`` was inherited (socket activation) and the supervisor that
+    made it may hold it too.  Another holder of this same kernel socket (same
+    inode) is then not foreign -- it cannot receive anything our socket does not
+    -- and is logged; any *other* socket on the port still fails the listen.
     The caller closes the socket on error.
     """
     port = int(skt.getsockname()[1])
     try:
         foreign = check_exclusive(skt)
+        if shared:
+            foreign = _not_the_same_socket(skt, interface, port, foreign)
     except OwnerLookupError as e:
         emit = log.info if e.errno == errno.ENOSYS else log.warn
         emit(
@@ -56,3 +63,25 @@ def ensure_exclusive(skt: socket.socket, interface: str) -> None:
         return
     if foreign:
         raise foreign_listener_error(interface, port, foreign)
+
+
+def _not_the_same_socket(
+    skt: socket.socket, interface: str, port: int, foreign: list[Listener]
+) -> list[Listener]:
+    """``foreign`` without the holders of ``skt`` itself; log who else holds it."""
+    mine = os.fstat(skt.fileno()).st_ino
+    others = [item for item in listeners(port) if item.inode == mine
+              and any(pid != os.getpid() for pid in item.pids)]
+    for found in others:
+        kept = [(pid, name) for pid, name in zip(found.pids, found.names) if pid != os.getpid()]
+        item = dataclasses.replace(found, pids=tuple(p for p, _ in kept),
+                                   names=tuple(n for _, n in kept))
+        log.info(
+            "twisted-patch: {address} is also held by {holder}: the same socket "
+            "(inode {inode}), passed on by the supervisor that made it",
+            address=format_address(interface, port),
+            holder=item.holder(),
+            inode=mine,
+            pids=list(item.pids),
+        )
+    return [item for item in foreign if item.inode != mine]

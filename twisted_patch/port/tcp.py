@@ -66,8 +66,10 @@ class ExclusivePort(ExclusiveListening, tcp.Port):
             self._preexistingSocket = None
             skt.close()
             raise
-        # Twisted skips shutdown() for adopted sockets; this one is ours.
-        self._shouldShutdown = True
+        # Twisted skips shutdown() for adopted sockets.  One the core made is ours
+        # alone; an inherited one (adopt(shared=True)) may be the supervisor's too,
+        # and shutdown() would stop its copy listening as well.
+        self._shouldShutdown = not self.shared_socket
 
     def _release_socket(self) -> socket.socket:
         """Stop serving and hand the (still listening) socket over, without closing it."""
