@@ -89,7 +89,7 @@ test-compat: wheel
 	  --deselect tests/test_packaging.py
 
 clean:
-	rm -rf build dist *.egg-info $(VENV) $(COMPAT_VENV) tests/c/build docs/_build
+	rm -rf build dist *.egg-info $(VENV) $(COMPAT_VENV) tests/native/c/build docs/_build
 
 # Sanitizers, fuzzing, valgrind, static analysis: test-asan, test-fuzz, test-valgrind, test-static.
 include hardening.mk

@@ -26,14 +26,15 @@ def c_sources(platform: str) -> tuple[list[str], list[str]]:
     if platform == "win32":
         return COMMON + ["ext/xbind_win32.c", "ext/owner_common.c", "ext/owner_win32.c"], [
             "ws2_32", "iphlpapi", "advapi32"]
-    # Owner lookup (who holds a port): one file per OS, "none" elsewhere.
+    # Owner lookup (who holds a port): one file per OS, "none" elsewhere; owner_posix.c
+    # (uid -> user name) is shared by the POSIX backends.
     if platform.startswith("linux"):
-        owner = "ext/owner_linux.c"
+        owner = ["ext/owner_linux.c", "ext/owner_posix.c"]
     elif platform == "darwin":
-        owner = "ext/owner_darwin.c"
+        owner = ["ext/owner_darwin.c", "ext/owner_posix.c"]
     else:
-        owner = "ext/owner_none.c"
-    return COMMON + ["ext/xbind_posix.c", "ext/owner_common.c", owner], []
+        owner = ["ext/owner_none.c"]
+    return COMMON + ["ext/xbind_posix.c", "ext/owner_common.c", *owner], []
 
 
 def compile_args() -> list[str]:

@@ -68,6 +68,17 @@ def reactor() -> Iterator[Any]:
 
 
 @pytest.fixture
+def events() -> Iterator[list[dict[str, Any]]]:
+    """Every twisted.logger event emitted during the test."""
+    from twisted.logger import globalLogPublisher
+
+    seen: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(seen.append)
+    yield seen
+    globalLogPublisher.removeObserver(seen.append)
+
+
+@pytest.fixture
 def ports(reactor: Any) -> Iterator[list[Any]]:
     """Listening ports to stop at the end of the test."""
     opened: list[Any] = []

@@ -22,7 +22,7 @@ foolscap = pytest.importorskip("foolscap")
 from foolscap.api import Referenceable, Tub  # noqa: E402
 from twisted.internet import defer  # noqa: E402
 from twisted.internet.error import CannotListenError  # noqa: E402
-from twisted.logger import LogEvent, formatEvent, globalLogPublisher  # noqa: E402
+from twisted.logger import LogEvent, formatEvent  # noqa: E402
 
 from twisted_patch import ExclusivePort  # noqa: E402
 from twisted_patch.cli.attacks import preclaim_listener  # noqa: E402
@@ -32,15 +32,6 @@ from twisted_patch.tub import listen_on  # noqa: E402
 class Adder(Referenceable):  # type: ignore[misc]
     def remote_add(self, a: int, b: int) -> int:
         return a + b
-
-
-@pytest.fixture
-def events() -> Iterator[list[LogEvent]]:
-    """Every twisted.logger event emitted during the test."""
-    seen: list[LogEvent] = []
-    globalLogPublisher.addObserver(seen.append)
-    yield seen
-    globalLogPublisher.removeObserver(seen.append)
 
 
 @pytest.fixture

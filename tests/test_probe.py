@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from support.guard import can_bind, fetch, hello_factory, reactor, socket_fds, wait
 from twisted.internet.error import CannotListenError
-from twisted.logger import globalLogPublisher
 
 from twisted_patch import _native, _sockets, listen_exclusive
 from twisted_patch.port import guards as port_module
@@ -31,14 +30,6 @@ def cleanup() -> Iterator[list[Any]]:
         elif getattr(item, "connected", False):
             wait(item.stopListening())
     assert port_module.guard_sockets() == {}
-
-
-@pytest.fixture
-def events() -> Iterator[list[dict[str, Any]]]:
-    seen: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(seen.append)
-    yield seen
-    globalLogPublisher.removeObserver(seen.append)
 
 
 def weak_socket(host: str, port: int = 0) -> socket.socket:

@@ -16,19 +16,10 @@ from typing import Any, Callable
 import pytest
 from twisted.internet import defer, protocol, task
 from twisted.internet.error import CannotListenError
-from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 
 from twisted_patch import errors, retry
 from twisted_patch.endpoint import ExclusiveTCPServerEndpoint, parse_server_description
-
-
-@pytest.fixture
-def events() -> Iterator[list[dict[str, Any]]]:
-    seen: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(seen.append)
-    yield seen
-    globalLogPublisher.removeObserver(seen.append)
 
 
 def in_use(port: int = 4567) -> CannotListenError:

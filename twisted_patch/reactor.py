@@ -18,14 +18,13 @@ drop-in rules of :mod:`twisted_patch.port.dropin` (host names resolved as
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from typing import Any, Callable
 
 from twisted.logger import Logger
 
 from twisted_patch.port import ExclusiveListenTCPMixin
-from twisted_patch.port.dropin import resolve_port_options
+from twisted_patch.port.dropin import cached_subclass, resolve_port_options
 
 log = Logger()
 
@@ -37,26 +36,13 @@ _REACTOR_CLASSES = {
     "twisted.internet.kqreactor": "KQueueReactor",
 }
 
-_classes: dict[type, type] = {}
-_classes_lock = threading.Lock()
-
-
 def exclusive_reactor_class(base: type) -> type:
     """The subclass of reactor class ``base`` whose ``listenTCP`` is hardened (cached)."""
-    with _classes_lock:
-        cls = _classes.get(base)
-        if cls is None:
-            cls = type(
-                f"Exclusive{base.__name__}",
-                (ExclusiveListenTCPMixin, base),
-                {
-                    "__module__": __name__,
-                    "__doc__": f"{base.__module__}.{base.__qualname__} whose listenTCP "
-                    f"returns twisted_patch.port.ExclusivePort.",
-                },
-            )
-            _classes[base] = cls
-        return cls
+    return cached_subclass(
+        ExclusiveListenTCPMixin, base, f"Exclusive{base.__name__}", __name__,
+        f"{base.__module__}.{base.__qualname__} whose listenTCP returns "
+        f"twisted_patch.port.ExclusivePort.",
+    )
 
 
 def default_reactor_class() -> type:

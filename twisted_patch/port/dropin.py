@@ -68,23 +68,26 @@ class DropInMixin:
             self.interface = original
 
 
-_classes: dict[type, type] = {}
+_classes: dict[tuple[type, type], type] = {}
 _classes_lock = threading.Lock()
+
+
+def cached_subclass(mixin: type, base: type, name: str, module: str, doc: str) -> type:
+    """``class name(mixin, base)``, made once per (mixin, base) and cached."""
+    with _classes_lock:
+        cls = _classes.get((mixin, base))
+        if cls is None:
+            cls = type(name, (mixin, base), {"__module__": module, "__doc__": doc})
+            _classes[(mixin, base)] = cls
+        return cls
 
 
 def dropin_class(base: type) -> type:
     """``DropIn<base>``: the exclusive port class ``base`` with :class:`DropInMixin` (cached)."""
-    with _classes_lock:
-        cls = _classes.get(base)
-        if cls is None:
-            cls = type(
-                f"DropIn{base.__name__}",
-                (DropInMixin, base),
-                {"__module__": __name__, "__doc__": f"{base.__name__} accepting what "
-                 f"tcp.Port accepts (see twisted_patch.port.dropin)."},
-            )
-            _classes[base] = cls
-        return cls
+    return cached_subclass(
+        DropInMixin, base, f"DropIn{base.__name__}", __name__,
+        f"{base.__name__} accepting what tcp.Port accepts (see twisted_patch.port.dropin).",
+    )
 
 
 def resolve_interface(interface: str, port: int | None, family: int) -> str:
