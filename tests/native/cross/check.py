@@ -18,11 +18,18 @@ a plain clang build makes).
   macOS file defines shows here.
 - FreeBSD (x86_64): every file but module.c, linked into a shared object with
   ``--no-undefined`` against FreeBSD's libc: an undefined symbol fails the link.
+- Windows x86 and arm64 (the release's MSVC wheels; x86_64 is windows.mk's,
+  under Wine): every file but module.c, compiled with zig's mingw-w64 headers,
+  not linked (that needs zig to build mingw-w64's C runtime: minutes a target).
+- FreeBSD and Windows: every core function module.c calls (read from the
+  macOS module.o: module.c is the same C on every POSIX system, and its
+  Windows branches call the same functions) is defined by that platform's files.
 
 Controls run every time and must fail, or the check itself is reported broken:
 an unused parameter under these flags; the macOS extension linked without its
 owner-lookup file; a call to a CPython function outside the limited API; the
-FreeBSD core linked without its owner-lookup file.
+FreeBSD core linked without xbind_posix.c, and without its owner files; the
+Windows core without xbind_win32.c.
 
 Exit status 0 when everything passes, 1 otherwise.
 """
@@ -37,7 +44,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +66,10 @@ TARGETS = [
     Target("x86_64-macos.10.13", "darwin", True),
     Target("aarch64-macos.11.0", "darwin", True),
     Target("x86_64-freebsd", "freebsd14", False),
+    # The release's other Windows wheels (MSVC builds them; x86_64 is built with
+    # mingw-w64 and run under Wine by windows.mk): the core with zig's mingw-w64.
+    Target("x86-windows-gnu", "win32", False),
+    Target("aarch64-windows-gnu", "win32", False),
 ]
 
 
@@ -210,6 +221,38 @@ class Cross:
         out = run([self.nm, "-D", "--defined-only", "-j", str(library)], "llvm-nm -D").stdout
         return set(out.split())
 
+    def object_symbols(self, target: Target, objects: Iterable[Path]) -> set[str]:
+        """The external symbols the objects define, as C names."""
+        defined: set[str] = set()
+        for obj in objects:
+            names = run([self.nm, "--defined-only", "--extern-only", "-j", str(obj)],
+                        "llvm-nm").stdout.split()
+            # 32-bit x86 COFF prefixes C names with one underscore
+            defined |= {n[1:] if target.triple.startswith("x86-") else n for n in names}
+        return defined
+
+    def check_windows(self, target: Target) -> str:
+        if not self.module_calls:
+            raise CheckFailed("the macOS targets did not run: module.c's calls into the core "
+                              "are read from their module.o")
+        sources = [s for s in self.c_sources(target.platform)[0] if not s.endswith("module.c")]
+        objects = {s: self.compile(target, s, []) for s in sources}
+        # Compiled, not linked: linking needs zig to build mingw-w64's C runtime for the
+        # target first (minutes per target, every fresh cache); windows.mk links x86_64.
+        absent = sorted(self.module_calls - self.object_symbols(target, objects.values()))
+        if absent:
+            raise CheckFailed(f"{target.triple}: module.c calls {absent}, which no Windows "
+                              f"file defines")
+        # Control: without xbind_win32.c, module.c's socket calls must show as absent.
+        without = self.object_symbols(
+            target, [o for s, o in objects.items() if "xbind_win32" not in s])
+        if not any(n.startswith("xb_socket") for n in self.module_calls - without):
+            raise CheckFailed(f"CONTROL: {target.triple}: without xbind_win32.c every "
+                              f"function module.c calls was still defined: the check is blind")
+        return (f"{len(sources)} core files compiled; the {len(self.module_calls)} core "
+                f"functions module.c calls are all defined (not linked here; module.c: "
+                f"windows.mk and MSVC)")
+
     def check_freebsd(self, target: Target) -> str:
         if not self.module_calls:
             raise CheckFailed("the macOS targets did not run: module.c's calls into the core "
@@ -285,6 +328,8 @@ def main() -> int:
             if target.extension:
                 include = include or cross.python_include()
                 result = cross.check_macos(target, include)
+            elif target.platform == "win32":
+                result = cross.check_windows(target)
             else:
                 result = cross.check_freebsd(target)
         except CheckFailed as exc:
