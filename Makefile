@@ -93,3 +93,6 @@ clean:
 
 # Sanitizers, fuzzing, valgrind, static analysis: test-asan, test-fuzz, test-valgrind, test-static.
 include hardening.mk
+
+# The Windows product under Wine: win-python, win-wheel, test-windows.
+include windows.mk
