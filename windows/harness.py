@@ -429,11 +429,11 @@ def missing_on_windows(house: Path, version: str, roots: list[str]) -> set[str]:
             extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
             missing.add(f"{req.name}{extras}{req.specifier}")
             continue
-        for dist_version, deps in fitting:
+        for found_version, deps in fitting:
             for extra in ("", *sorted(req.extras)):
-                if (name, dist_version, extra) in seen:
+                if (name, found_version, extra) in seen:
                     continue
-                seen.add((name, dist_version, extra))
+                seen.add((name, found_version, extra))
                 for line in deps:
                     dep = Requirement(line)
                     if dep.marker is None or dep.marker.evaluate({**env, "extra": extra}):
