@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -130,22 +131,33 @@ class WineSession:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
         assert proc.stdout is not None
+        stdout = proc.stdout
         lines: list[str] = []
-        deadline = time.monotonic() + timeout
-        try:
-            for raw in iter(proc.stdout.readline, b""):
+
+        def pump() -> None:
+            for raw in iter(stdout.readline, b""):
                 line = raw.decode("utf-8", "replace").replace("\r\n", "\n")
                 lines.append(line)
                 if echo:
                     sys.stdout.write(line)
                     sys.stdout.flush()
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{args[0]} ran longer than {timeout} s")
-            rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            print(f"[wine] {args[0]} ran longer than {timeout:.0f} s: killed (pid {proc.pid})",
+                  flush=True)
+            proc.kill()
+            proc.wait()
+            rc = -1
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+        # Children of the program (Wine processes) may hold the pipe open: bounded.
+        reader.join(timeout=10)
         return rc, "".join(lines)
 
     def _our_pids(self) -> list[int]:
