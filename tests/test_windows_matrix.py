@@ -1,7 +1,7 @@
 """The Windows attack matrix through the product, in Windows CPython (make test-windows).
 
 The same cells and the same exact assertions as the C matrix of test_windows_wine.py
-(tests/wine.py holds the tables), but the victim is the installed wheel's
+(tests/support/wine.py holds the tables), but the victim is the installed wheel's
 ``twisted_patch._native`` socket (``open_socket`` + ``bind``, not listening: the state
 in which Wine applies Windows' bind rules) in one Windows Python process, and the
 attacker is a second Windows Python process binding with the ``socket`` module.  The
@@ -20,8 +20,8 @@ import sys
 from typing import Any
 
 import pytest
-import wine  # tests/wine.py: the cells, Microsoft's table, the Wine measurements
 from conftest import say
+from support import wine  # the cells, Microsoft's table, the Wine measurements
 
 pytestmark = pytest.mark.skipif(
     sys.platform != "win32",
