@@ -94,5 +94,6 @@ clean:
 # Sanitizers, fuzzing, valgrind, static analysis: test-asan, test-fuzz, test-valgrind, test-static.
 include hardening.mk
 
-# The Windows product under Wine: win-python, win-wheel, test-windows.
+# The Windows product under Wine: win-python, win-wheel, test-windows (windows.mk adds
+# lint-windows to `make lint` and test-windows to `make test`).
 include windows.mk

@@ -27,3 +27,11 @@ win-wheel: win-python
 
 test-windows: win-wheel
 	@for v in $(WIN_VERSIONS); do $(WIN_HARNESS) test --version $$v -- $(WIN_PYTEST_ARGS) || exit 1; done
+
+# The harness is typed and linted like the package.
+.PHONY: lint-windows
+lint-windows: venv
+	$(VENV)/bin/ruff check windows
+	$(VENV)/bin/mypy --strict windows/harness.py windows/winesession.py
+
+lint: lint-windows
