@@ -26,6 +26,7 @@ from support.guard import (
     socket_fds,
     wait,
 )
+from support.windows import holder_text
 from test_iocp_port import iocp_support  # noqa: F401 -- a fixture, used below
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
@@ -229,7 +230,7 @@ def test_sibling_already_taken_fails_and_leaks_nothing(
         with pytest.raises(CannotListenError) as info:
             listen_exclusive(p, hello_factory(b"ours"), interface=ours, reactor=reactor)
         text = str(info.value.socketError)
-        assert f"[{sibling}]:{p} is already in use by pid {os.getpid()}" in text  # the holder
+        assert f"[{sibling}]:{p} is {holder_text(os.getpid())}" in text  # the holder
         assert socket_fds() == before
         assert can_bind(ours, p)  # our first socket was closed
         # guard=no: the user accepts the shadow; the listen works
