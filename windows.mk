@@ -35,3 +35,6 @@ lint-windows: venv
 	$(VENV)/bin/mypy --strict windows/harness.py windows/winesession.py
 
 lint: lint-windows
+
+# `make test` runs the Windows suite too (after the Linux one), so CI does.
+test: test-windows
