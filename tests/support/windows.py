@@ -29,3 +29,26 @@ def holder_text(pid: int) -> str:
     if WINDOWS and wine_version() is not None:
         return "already in use by a process we cannot see"
     return f"already in use by pid {pid}"
+
+
+def exclusive_refusal_errno(attacker_host: str, reuseaddr: bool) -> int:
+    """The errno an attacker's bind of the very address of one of our exclusive sockets
+    gets (our guard's address, the attacker's options: none or SO_REUSEADDR).
+
+    POSIX: EADDRINUSE.  Windows: the "same address" cell of Microsoft's table over an
+    SO_EXCLUSIVEADDRUSE socket (tests/support/wine.py), as Wine 8 measured it under Wine:
+    WSAEACCES (Python's errno EACCES) or WSAEADDRINUSE (errno.EADDRINUSE, 10048).
+    """
+    import errno
+
+    if not WINDOWS:
+        return errno.EADDRINUSE
+    from support import wine
+
+    host = "0.0.0.0" if attacker_host in ("0.0.0.0", "::") else "127.0.0.1"
+    cell = (host, host, "SO_REUSEADDR" if reuseaddr else "none")
+    if wine_version() is not None:
+        code = wine.WINE_CORE[cell]
+    else:
+        code = wine.MS_CODE[wine.microsoft("core", cell)]
+    return errno.EACCES if code == wine.WSAEACCES else errno.EADDRINUSE
