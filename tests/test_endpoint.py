@@ -166,7 +166,9 @@ def test_address_not_on_this_host_is_an_errback(reactor: Any) -> None:
 def test_native_errors_carry_stage_errno_and_address() -> None:
     handle = _native.listen_tcp("127.0.0.1", 0, 5)
     try:
-        port = socket.socket(fileno=_native.open_socket(socket.AF_INET))
+        # family given: Windows cannot tell it from an unbound socket (WSAEINVAL)
+        port = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0,
+                             fileno=_native.open_socket(socket.AF_INET))
         taken = _native.socket_options(handle)
         assert taken["listening"] == 1
         with socket.socket(fileno=handle) as owner:

@@ -13,11 +13,10 @@ from twisted_patch.cli.attacks import wine_version
 
 WINDOWS = sys.platform == "win32"
 
-#: The OS's text for "address in use" in Twisted's CannotListenError: strerror(EADDRINUSE)
-#: on POSIX, Winsock's text for WSAEADDRINUSE on Windows.
-IN_USE_TEXT = (
-    "Only one usage of each socket address" if WINDOWS else "Address already in use"
-)
+#: "Address in use" in Twisted's CannotListenError: strerror(EADDRINUSE) on POSIX; on
+#: Windows the code (Wine's FormatMessage has no text for Winsock codes: "[WinError
+#: 10048] Windows Error 0x2740"; Windows says "Only one usage of each socket address").
+IN_USE_TEXT = r"[WinError 10048]" if WINDOWS else "Address already in use"
 
 
 def holder_text(pid: int) -> str:
