@@ -99,3 +99,7 @@ include hardening.mk
 include cross.mk
 # The release artefacts: `make dist` (sdist, manylinux wheel, Windows wheel; checked and installed).
 include dist.mk
+
+# The Windows product under Wine: win-python, win-wheel, test-windows (windows.mk adds
+# lint-windows to `make lint` and test-windows to `make test`).
+include windows.mk

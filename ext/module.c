@@ -53,8 +53,14 @@ static int sock_converter(PyObject *obj, void *out)
 {
 #ifdef _WIN32
     unsigned long long v = PyLong_AsUnsignedLongLong(obj);
-    if (v == (unsigned long long)-1 && PyErr_Occurred())
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+            return 0;
+        /* negative or too large: a bad argument, said as for POSIX descriptors */
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "invalid socket handle %R", obj);
         return 0;
+    }
     if ((xb_sock)v == XB_BADSOCK) {
         PyErr_SetString(PyExc_ValueError, "invalid socket handle");
         return 0;

@@ -296,8 +296,14 @@ int xb_probe(xb_sock listening, xb_probe_result *out, size_t cap, size_t *count,
         return -1;
     }
     *count = 0;
-    if (xb_socket_name(listening, &ours, err) != 0)
+    if (xb_socket_name(listening, &ours, err) != 0) {
+#ifdef _WIN32
+        /* Winsock's getsockname on a socket never bound: WSAEINVAL (10022, Microsoft) */
+        if (err && err->code == 10022)
+            err->detail = "the socket is not bound to an IPv4 or IPv6 address and port";
+#endif
         return -1;
+    }
     family = xb_addr_family(&ours);
     port = xb_addr_port(&ours);
     if ((family != AF_INET && family != AF_INET6) || port <= 0) {

@@ -7,6 +7,7 @@ reactor until a Deferred fires (bounded), so a test reads top to bottom.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -89,7 +90,8 @@ def ports(reactor: Any) -> Iterator[list[Any]]:
 
 
 def open_fds() -> set[int]:
-    if not os.path.isdir("/proc/self/fd"):
+    # Linux only: under Wine, Z:\proc\self\fd is the Wine process's Linux fd table.
+    if not sys.platform.startswith("linux") or not os.path.isdir("/proc/self/fd"):
         return set()
     return {int(n) for n in os.listdir("/proc/self/fd")}
 

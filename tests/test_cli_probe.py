@@ -17,7 +17,10 @@ except ImportError:
 
 
 def _probe(*args: str) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).with_name("twisted-patch")
+    if sys.platform == "win32":  # pip puts console scripts in Scripts\ beside python.exe
+        exe = Path(sys.executable).parent / "Scripts" / "twisted-patch.exe"
+    else:
+        exe = Path(sys.executable).with_name("twisted-patch")
     return subprocess.run([str(exe), "probe", *args], capture_output=True, text=True,
                           timeout=300, cwd="/")
 

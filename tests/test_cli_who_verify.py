@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import sys
 from pathlib import Path
 
@@ -13,6 +12,10 @@ from support.owner import IS_ROOT, NOBODY, SETPRIV, listening, listening_pair, r
 
 import twisted_patch
 from twisted_patch.cli import main
+
+pwd = pytest.importorskip(
+    "pwd", reason="these tests run listeners as POSIX users (pwd); who and verify on "
+    "Windows: tests/test_windows_product.py")
 
 
 class Result:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 from typing import Any
 
 import pytest
@@ -67,17 +68,29 @@ def test_socket_options_read_back_with_getsockopt(reactor: Any, ports: list[Any]
     ports.append(port)
     skt = port.socket
     # Read back through Python's own socket module, not through the core.
-    assert skt.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) != 0
+    if sys.platform == "win32":
+        # SO_EXCLUSIVEADDRUSE, never SO_REUSEADDR (on Windows it lets others share)
+        assert skt.getsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE) == 1
+        assert skt.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) == 0
+    else:
+        assert skt.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) != 0
     if hasattr(socket, "SO_REUSEPORT"):
         assert skt.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 0
     assert skt.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) != 0
     assert skt.get_inheritable() is False
     assert skt.getblocking() is False
     opts = _native.socket_options(skt.fileno())
-    assert opts == {
-        "reuseaddr": 1, "reuseport": 0, "exclusiveaddruse": -1, "v6only": -1,
-        "inheritable": 0, "nonblocking": 1, "listening": 1,
-    }
+    if sys.platform == "win32":
+        # Winsock has no SO_REUSEPORT and cannot report FIONBIO: -1 = not reported
+        assert opts == {
+            "reuseaddr": 0, "reuseport": -1, "exclusiveaddruse": 1, "v6only": -1,
+            "inheritable": 0, "nonblocking": -1, "listening": 1,
+        }
+    else:
+        assert opts == {
+            "reuseaddr": 1, "reuseport": 0, "exclusiveaddruse": -1, "v6only": -1,
+            "inheritable": 0, "nonblocking": 1, "listening": 1,
+        }
 
 
 @pytest.mark.skipif(not has_ipv6(), reason="this host has no IPv6 loopback")
@@ -153,7 +166,9 @@ def test_address_not_on_this_host_is_an_errback(reactor: Any) -> None:
 def test_native_errors_carry_stage_errno_and_address() -> None:
     handle = _native.listen_tcp("127.0.0.1", 0, 5)
     try:
-        port = socket.socket(fileno=_native.open_socket(socket.AF_INET))
+        # family given: Windows cannot tell it from an unbound socket (WSAEINVAL)
+        port = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0,
+                             fileno=_native.open_socket(socket.AF_INET))
         taken = _native.socket_options(handle)
         assert taken["listening"] == 1
         with socket.socket(fileno=handle) as owner:
@@ -168,7 +183,7 @@ def test_native_errors_carry_stage_errno_and_address() -> None:
     e = info.value
     assert isinstance(e, OSError)
     assert e.stage == "bind" and e.detail == "bind"
-    assert e.errno == 98 or e.errno == 48  # EADDRINUSE on Linux / BSD
+    assert e.errno in (98, 48, 10048)  # EADDRINUSE on Linux / BSD, WSAEADDRINUSE on Windows
     assert e.address == f"127.0.0.1:{p}"
 
 
@@ -179,7 +194,8 @@ def test_native_rejects_bad_arguments() -> None:
         _native.listen_tcp("127.0.0.1", 0, -1)
     with pytest.raises(ValueError):
         _native.listen_tcp("127.0.0.1\x00junk", 0, 5)
-    with pytest.raises(ValueError, match="invalid file descriptor"):
+    bad = "invalid socket handle -3" if sys.platform == "win32" else "invalid file descriptor -3"
+    with pytest.raises(ValueError, match=bad):
         _native.close(-3)
     with pytest.raises(_native.BindError) as info:
         _native.open_socket(12345)

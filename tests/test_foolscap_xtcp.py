@@ -12,11 +12,13 @@ hands the failure to the caller.
 from __future__ import annotations
 
 import gc
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from conftest import spin, wait_for
+from support.windows import IN_USE_TEXT, holder_text
 
 foolscap = pytest.importorskip("foolscap")
 from foolscap.api import Referenceable, Tub  # noqa: E402
@@ -119,7 +121,7 @@ def test_plain_listen_on_taken_port_is_swallowed(
         gc.collect()
         # ... and the failure only surfaces when the Deferred is collected.
         unhandled = _unhandled(events)
-        assert unhandled and "Address already in use" in unhandled[0], _texts(events)
+        assert unhandled and IN_USE_TEXT in unhandled[0], _texts(events)
     finally:
         attacker.close()
 
@@ -140,7 +142,7 @@ def test_xtcp_listen_on_taken_port_is_logged_when_it_happens(
         text = formatEvent(lines[0])
         assert f"cannot listen on 127.0.0.1:{port}" in text
         assert "already in use" in text
-        assert f"already in use by pid {attacker.pid}" in text
+        assert holder_text(attacker.pid) in text
         del listener
         gc.collect()
     finally:
@@ -159,7 +161,7 @@ def test_listen_on_taken_port_fails_the_deferred(
         message = str(info.value)
         assert f"127.0.0.1:{port} is already in use" in message
         assert "never falls back" in message
-        assert f"already in use by pid {attacker.pid}" in message
+        assert holder_text(attacker.pid) in message
         assert tub.running
         assert all(listener._lp is None for listener in tub.getListeners())
         gc.collect()
@@ -176,7 +178,7 @@ def test_listen_on_with_a_plain_endpoint_reports_too(
     attacker, port = preclaim_listener()
     try:
         tub = _tub(tubs)
-        with pytest.raises(CannotListenError, match="Address already in use"):
+        with pytest.raises(CannotListenError, match=re.escape(IN_USE_TEXT)):
             wait_for(listen_on(tub, f"tcp:{port}:interface=127.0.0.1"))
         gc.collect()
         spin(0.05)

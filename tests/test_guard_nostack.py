@@ -45,7 +45,8 @@ SETUP = {
 }
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a network namespace")
+@pytest.mark.skipif(not sys.platform.startswith("linux") or os.geteuid() != 0,
+                    reason="needs root on Linux to create a network namespace")
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="unshare (util-linux) missing")
 @pytest.mark.parametrize("ours,family_name", [("127.0.0.1", "IPv6"), ("::1", "IPv4")])
 def test_missing_family_is_logged_not_fatal(ours: str, family_name: str) -> None:

@@ -255,12 +255,14 @@ def test_real_iocp_reactor() -> None:  # pragma: no cover - runs in the Windows 
     assert opts["inheritable"] == 0
     client = socket.socket()
     client.setblocking(False)
-    client.connect_ex(("127.0.0.1", port.getHost().port))
+    number = port.getHost().port
+    # a second exclusive listener on the same port is refused (while the first listens;
+    # the reactor's shutdown below closes it)
+    with pytest.raises(CannotListenError):
+        listen_exclusive(number, factory, interface="127.0.0.1", reactor=reactor)
+    client.connect_ex(("127.0.0.1", number))
     reactor.callLater(20, reactor.stop)
     reactor.run(installSignalHandlers=False)
     client.close()
     assert connected, "the IOCP reactor never accepted the connection"
-    # a second exclusive listener on the same port is refused
-    with pytest.raises(CannotListenError):
-        listen_exclusive(port.getHost().port, factory, interface="127.0.0.1", reactor=reactor)
     port.connectionLost(None)

@@ -60,6 +60,7 @@ from support.tahoe_grid import (  # noqa: E402
     stop_all,
     tahoe_command,
 )
+from support.windows import holder_text  # noqa: E402
 
 from twisted_patch.cli.attacks import Attack, run_attack, standard_attacks  # noqa: E402
 
@@ -478,7 +479,7 @@ def test_preclaimed_xtcp_web_port_node_fails_to_start(xtcp_web_preclaimed: Faile
 def test_preclaimed_xtcp_web_port_message_names_the_holder(
     xtcp_web_preclaimed: FailedStart,
 ) -> None:
-    assert f"already in use by pid {xtcp_web_preclaimed.holder_pid}" in (
+    assert holder_text(xtcp_web_preclaimed.holder_pid) in (
         xtcp_web_preclaimed.stderr
     )
 
@@ -556,7 +557,7 @@ def test_xtcp_tub_port_taken_is_logged_at_error_level(grid: Grid) -> None:
         assert len(lines) == 1, node.stdout()
         assert "[twisted_patch.endpoint#error]" in lines[0]
         assert f"127.0.0.1:{grid.tub} is already in use" in lines[0]
-        assert f"already in use by pid {squatter.pid}" in lines[0]
+        assert holder_text(squatter.pid) in lines[0]
     finally:
         grid.stop_storage()
         squatter.close()

@@ -55,7 +55,8 @@ class Listener:
     (Linux: the socket inode, as in ``ss -e``; macOS: the kernel's socket id;
     None on Windows).  ``pids`` are the processes holding the socket that we
     were allowed to see -- possibly none (another user's process, when we are
-    not root) -- and ``names`` their names (None where unknown).
+    not root; on Windows a listener the table reports with pid 0) -- and
+    ``names`` their names (None where unknown).
     """
 
     family: int
@@ -143,6 +144,11 @@ def listeners(
         raise _lookup_error(e) from None
     result = []
     for family, host, lport, uid, user, inode, v6only, pids, names, truncated in rows:
+        if WINDOWS and tuple(pids) == (0,):
+            # pid 0 is the System Idle Process, which owns no socket: the table could
+            # not name the owner (under Wine: every listener, as the Linux kernel holds
+            # them for the wineserver).  Unknown, not the Idle process.
+            pids, names, user = (), (), None
         result.append(
             Listener(
                 family=family,

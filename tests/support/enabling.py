@@ -22,8 +22,10 @@ PYTHON = sys.executable
 
 
 def tool(name: str) -> str:
-    """A console script of the venv that runs the tests (twistd, trial, twisted-patch)."""
-    path = BIN / name
+    """A console script of the venv that runs the tests (twistd, trial, twisted-patch).
+
+    On Windows pip puts them in ``Scripts\\`` beside python.exe, as ``NAME.exe``."""
+    path = BIN / "Scripts" / f"{name}.exe" if sys.platform == "win32" else BIN / name
     assert path.exists(), f"{path} is missing: run the tests with the venv's pytest"
     return str(path)
 

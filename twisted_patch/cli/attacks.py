@@ -136,6 +136,59 @@ def can_switch_uid() -> str | None:
     return None
 
 
+def wine_version() -> str | None:
+    """Wine's version when this (Windows) process runs under Wine, else None.
+
+    Detected, not assumed: Wine's ntdll exports ``wine_get_version``, Windows' does not.
+    Under Wine the Linux kernel holds every socket: once a socket listens, the kernel
+    refuses every overlapping bind before Windows' rules are applied, so attacks on a
+    listening server cannot be shown there.
+    """
+    if sys.platform != "win32":
+        return None
+    import ctypes
+
+    try:
+        get = ctypes.WinDLL("ntdll").wine_get_version
+    except (AttributeError, OSError):
+        return None
+    get.restype = ctypes.c_char_p
+    value = get()
+    return value.decode("ascii", "replace") if value else "(version unknown)"
+
+
+#: Microsoft (Windows Server 2003 TCP/IP docs, "AFD Registry Parameters"):
+#: DisableAddressSharing=1 prevents address sharing (SO_REUSEADDR) between processes,
+#: for every socket, like SO_EXCLUSIVEADDRUSE does for one; default 0.
+AFD_PARAMETERS = r"SYSTEM\CurrentControlSet\Services\Afd\Parameters"
+
+
+def afd_address_sharing() -> tuple[int | None, str] | None:
+    """``HKLM\\...\\Afd\\Parameters\\DisableAddressSharing``, read only; None off Windows.
+
+    Returns (the value, or None if it is not set; the finding in words).
+    """
+    if sys.platform != "win32":
+        return None
+    import winreg
+
+    where = f"HKLM\\{AFD_PARAMETERS}\\DisableAddressSharing"
+    try:
+        with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, AFD_PARAMETERS, 0,
+                            winreg.KEY_QUERY_VALUE) as key:
+            value, kind = winreg.QueryValueEx(key, "DisableAddressSharing")
+    except FileNotFoundError:
+        return None, f"{where} is not set (Windows' default 0: processes may share addresses)"
+    except OSError as e:
+        return None, f"{where} could not be read: {e.strerror or e}"
+    if kind != winreg.REG_DWORD or not isinstance(value, int):
+        return None, f"{where} is {value!r}, not the documented REG_DWORD 0 or 1"
+    if value == 1:
+        return 1, (f"{where} = 1: Windows refuses address sharing between processes for "
+                   f"every socket (machine-wide)")
+    return value, f"{where} = {value}: not 1, so processes may share addresses (documented: 0, 1)"
+
+
 def has_ipv6_loopback() -> bool:
     try:
         with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:

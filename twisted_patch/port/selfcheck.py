@@ -6,6 +6,11 @@ is evidence of a shared port: the listen fails.  A lookup that cannot be made
 (an OS without an owner backend, no netlink in a sandbox) is logged and does
 not stop the listener: not knowing is not evidence of a hijack, and the
 self-probe still runs.
+
+On Windows the table (``GetExtendedTcpTable``) may report a listener with pid 0:
+the owner is unknown (pid 0 is the Idle process, which owns no socket; under Wine
+every listener is reported so).  Such a listener is evidence only where nobody
+but us can be (:func:`windows_evidence`).
 """
 
 from __future__ import annotations
@@ -18,10 +23,19 @@ import socket
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
-from twisted_patch.errors import ExclusiveListenError, format_address, listen_failure
-from twisted_patch.owner import Listener, OwnerLookupError, check_exclusive, listeners
+from twisted_patch.errors import WINDOWS, ExclusiveListenError, format_address, listen_failure
+from twisted_patch.owner import (
+    Listener,
+    OwnerLookupError,
+    check_exclusive,
+    listeners,
+    normalise_host,
+)
 
 log = Logger()
+
+#: Windows' SO_EXCLUSIVEADDRUSE (~SO_REUSEADDR); the socket module has it on Windows only.
+SO_EXCLUSIVEADDRUSE: int = getattr(socket, "SO_EXCLUSIVEADDRUSE", ~4)
 
 
 def foreign_listener_error(interface: str, port: int, foreign: list[Listener]) -> CannotListenError:
@@ -61,6 +75,8 @@ def ensure_exclusive(skt: socket.socket, interface: str, *, shared: bool = False
             error=str(e),
         )
         return
+    if WINDOWS:
+        foreign = windows_evidence(skt, interface, port, foreign)
     if foreign:
         raise foreign_listener_error(interface, port, foreign)
 
@@ -85,3 +101,54 @@ def _not_the_same_socket(
             pids=list(item.pids),
         )
     return [item for item in foreign if item.inode != mine]
+
+
+def windows_evidence(
+    skt: socket.socket, interface: str, port: int, found: list[Listener]
+) -> list[Listener]:
+    """Which of the foreign listeners ``found`` for ``skt`` show a shared port, on Windows.
+
+    A listener the table names (a pid that is not ours) is evidence.  One reported
+    without an owner (pid 0) is evidence only where nobody but us can be:
+
+    - at exactly our address, with SO_EXCLUSIVEADDRUSE on our socket (read back
+      here): Microsoft's table refuses every second bind of that address, whatever
+      its options (INUSE or DENIED in every cell), so one such listener is our own
+      socket; two would be evidence;
+    - elsewhere (a wildcard listener over our specific address, allowed by
+      Windows; the other family's dual-stack socket): someone the OS does not
+      name.  Not evidence: logged, and the listener runs.
+
+    Our socket without SO_EXCLUSIVEADDRUSE fails the listen: nothing above holds.
+    """
+    exclusive = skt.getsockopt(socket.SOL_SOCKET, SO_EXCLUSIVEADDRUSE)
+    address = format_address(interface, port)
+    if exclusive != 1:
+        message = (
+            f"{address} is listening without SO_EXCLUSIVEADDRUSE (it reads back "
+            f"{exclusive}): another process may bind it too; twisted-patch does not serve it"
+        )
+        wrapped = ExclusiveListenError(
+            errno.EADDRINUSE, message, "owner", address, os.strerror(errno.EADDRINUSE)
+        )
+        raise listen_failure(interface, port, wrapped)
+    mine = normalise_host(str(skt.getsockname()[0]))
+    named = [item for item in found if item.pids]
+    unnamed = [item for item in found if not item.pids]
+    here = [item for item in unnamed if normalise_host(item.host) == mine]
+    elsewhere = [item for item in unnamed if item not in here]
+    if here:
+        log.info(
+            "twisted-patch: the owner lookup reports {address} without an owner (pid 0); "
+            "SO_EXCLUSIVEADDRUSE=1 on our socket, so by Windows' rules it is ours",
+            address=address,
+            listeners=[item.address for item in here],
+        )
+    if elsewhere:
+        log.warn(
+            "twisted-patch: cannot tell who holds {others} (the OS reports pid 0), on the "
+            "port of {address}; connections to {address} reach our socket, the most specific",
+            address=address,
+            others=", ".join(item.address for item in elsewhere),
+        )
+    return named + (here if len(here) > 1 else [])

