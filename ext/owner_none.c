@@ -41,3 +41,15 @@ int xb_owner_process_user(long pid, long long *uid, char *user, size_t userlen, 
         user[0] = '\0';
     return fail(err);
 }
+
+int xb_owner_connection(const xb_addr *client, const xb_addr *server, long pid, unsigned flags,
+                        xb_connection *out, xb_error *err)
+{
+    (void)client;
+    (void)server;
+    (void)pid;
+    (void)flags;
+    if (out)
+        xb_connection_init(out);
+    return fail(err);
+}

@@ -24,6 +24,7 @@ RANKS: dict[str, int] = {
     "twisted_patch._address": 2,
     "twisted_patch.owner": 3,
     "twisted_patch._sockets": 4,
+    "twisted_patch.client": 4,
     # port classes and what they are made of
     "twisted_patch.port.guards": 5,
     "twisted_patch.port.selfprobe": 6,
