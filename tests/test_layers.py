@@ -35,6 +35,7 @@ RANKS: dict[str, int] = {
     "twisted_patch.port.dropin": 8,
     "twisted_patch.port": 9,
     "twisted_patch.retry": 10,
+    "twisted_patch.tahoe_cli": 10,
     # the ways to turn it on: never import each other
     "twisted_patch.endpoint": 11,
     "twisted_patch.reactor": 11,

@@ -265,6 +265,19 @@ class _Check:
         return delay
 
 
+def identify(sock: socket.socket, *, timeout: float = DEFAULT_TIMEOUT) -> ServerEnd:
+    """The server end of ``sock``'s connection with its holders, waiting up to
+    ``timeout`` for the server to accept() it (for messages: who answers there?)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while True:
+        end = server_end(sock)
+        if end.accepted or end.state == "closing" or time.monotonic() >= deadline:
+            return end
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, 0.05)
+
+
 def verify_connection(sock: socket.socket, *, pid: int | None = None, uid: int | None = None,
                       timeout: float = DEFAULT_TIMEOUT) -> ServerEnd:
     """Check that the server end of ``sock``'s connection is held as expected.

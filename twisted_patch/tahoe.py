@@ -179,8 +179,16 @@ def read_node_dir(nodedir: str) -> NodeInfo:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``tahoe`` with :func:`harden_log_tub` applied; never returns (Tahoe exits)."""
+    """``tahoe`` with :func:`harden_log_tub` applied; never returns (Tahoe exits).
+
+    Every command but ``run`` (``put``, ``get``, ``ls`` ...) goes to
+    :mod:`twisted_patch.tahoe_cli`: its HTTP requests to the node go only over
+    connections verified to belong to the node's process."""
     args = list(sys.argv[1:] if argv is None else argv)
+    from twisted_patch import tahoe_cli
+
+    if tahoe_cli.command_of(args) not in (None, "run"):
+        raise SystemExit(tahoe_cli.main(args, read_node_dir))
     runner: Any = importlib.import_module("allmydata.scripts.runner")
     harden_log_tub()
     runner.run(argv=["tahoe", *args])
