@@ -103,8 +103,12 @@ class ServerEnd:
         if self.socket is None:
             return "nobody on this host"
         if not self.accepted:
-            owner = (f"uid {self.socket.uid}" if self.socket.uid is not None
-                     else "an unknown user")
+            if self.socket.user:
+                owner = f"user {self.socket.user}"
+            elif self.socket.uid is not None:
+                owner = f"uid {self.socket.uid}"
+            else:
+                owner = "an unknown user"
             return f"a socket of {owner} not yet accepted by any process"
         return self.socket.holder()
 
@@ -247,7 +251,7 @@ class _Check:
             return end
         if verdict is False:
             if self.pid is None:  # name the holder (the check itself needed no process walk)
-                end = server_end(self.sock, processes=True)
+                end = identify(self.sock, timeout=max(0.0, self.deadline - time.monotonic()))
             raise self.refuse(end, f"it is held by {end.holder()}")
         if time.monotonic() >= self.deadline:
             if end.state == "none":
