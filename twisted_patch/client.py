@@ -26,6 +26,7 @@ socket); nothing of the port classes.
 from __future__ import annotations
 
 import errno
+import functools
 import http.client
 import os
 import socket
@@ -121,7 +122,9 @@ def _endpoint(name: Any) -> tuple[str, int]:
     return str(name[0]), int(name[1])
 
 
+@functools.lru_cache(maxsize=64)
 def _user_name(uid: int | None) -> str | None:
+    """The user name of a uid, for messages (cached: getpwuid reads /etc/passwd)."""
     if uid is None:
         return None
     try:
