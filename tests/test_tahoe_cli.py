@@ -240,6 +240,31 @@ def test_control_plain_tahoe_sends_to_the_impostor(grid: Grid, impostor: Imposto
     assert accepted >= 1 and received > 0, (accepted, received)
 
 
+def test_a_reused_pid_is_not_the_node(grid: Grid, impostor: Impostor) -> None:
+    """running.process names the impostor's pid (as if the node's pid had been reused)
+    with the node's recorded start time, not the impostor's: refused, zero bytes.  The
+    control: with the impostor's own start time it *is* the recorded process, and the
+    request goes through -- the start time is what told them apart."""
+    import psutil
+
+    pidfile = grid.store.basedir / "running.process"
+    node_started = float(pidfile.read_text().split()[1])
+    pidfile.write_text(f"{impostor.pid} {node_started}\n")
+    secret = grid.tmp / "secret4.txt"
+    secret.write_bytes(b"not for a reused pid\n")
+    result = launcher(grid, "put", str(secret))
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "reused pid" in out and f"pid {impostor.pid}" in out, out
+    accepted, received = impostor.settle()
+    assert accepted >= 1 and received == 0, (accepted, received)
+    # control: the impostor's real start time makes it the process running.process names
+    pidfile.write_text(f"{impostor.pid} {psutil.Process(impostor.pid).create_time()}\n")
+    launcher(grid, "put", str(secret))
+    accepted, received = impostor.settle()
+    assert received > 0, (accepted, received)
+
+
 def test_the_node_back_up_works_again(grid: Grid) -> None:
     grid.ensure_running()
     ls = launcher(grid, "ls", "tahoe:")
