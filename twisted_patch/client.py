@@ -229,7 +229,7 @@ class _Check:
     """One verification: the decision shared by the blocking and the Twisted form."""
 
     def __init__(self, sock: socket.socket, pid: int | None, uid: int | None,
-                 timeout: float) -> None:
+                 timeout: float, blocking: bool = True) -> None:
         if not (isinstance(timeout, (int, float)) and 0 <= timeout <= 3600):
             raise ValueError(f"timeout must be a number of seconds from 0 to 3600, not "
                              f"{timeout!r}")
@@ -238,6 +238,7 @@ class _Check:
         self.expected, self.matches = _expected(self.pid, uid, user)
         self.deadline = time.monotonic() + timeout
         self.delay = 0.0005
+        self.blocking = blocking  # False in a reactor: never sleep
 
     def refuse(self, end: ServerEnd, why: str) -> UnverifiedConnection:
         return UnverifiedConnection(
@@ -254,7 +255,8 @@ class _Check:
             return end
         if verdict is False:
             if self.pid is None:  # name the holder (the check itself needed no process walk)
-                end = identify(self.sock, timeout=max(0.0, self.deadline - time.monotonic()))
+                left = max(0.0, self.deadline - time.monotonic()) if self.blocking else 0.0
+                end = identify(self.sock, timeout=left)
             raise self.refuse(end, f"it is held by {end.holder()}")
         if time.monotonic() >= self.deadline:
             if end.state == "none":
@@ -362,7 +364,8 @@ class _VerifyingProtocol(Protocol):
         try:
             if not isinstance(handle, socket.socket):
                 raise ValueError(f"cannot verify a transport without a socket: {transport!r}")
-            self._check = _Check(handle, self._owner.pid, self._owner.uid, self._owner.timeout)
+            self._check = _Check(handle, self._owner.pid, self._owner.uid, self._owner.timeout,
+                                 blocking=False)
         except BaseException:
             self._fail(Failure())
             return
