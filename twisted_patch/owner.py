@@ -120,20 +120,25 @@ def _lookup_error(e: OSError) -> OwnerLookupError:
     return OwnerLookupError(code, f"owner lookup failed: {detail}: {e.strerror}")
 
 
-def listeners(port: int, *, self_only: bool = False, processes: bool = True) -> list[Listener]:
+def listeners(
+    port: int, *, self_only: bool = False, processes: bool = True, all_processes: bool = False
+) -> list[Listener]:
     """Every TCP listener on ``port``, both families, wildcard and specific.
 
     ``self_only`` (Linux): find holding processes only in this process, without
     walking other processes' ``/proc/PID/fd``; other listeners then have no
     pids.  ``processes=False`` (Linux): no search for holding processes at all
-    (inodes and uids only).  Raises ``ValueError`` for a bad port and :class:`OwnerLookupError`
-    when the lookup fails.
+    (inodes and uids only).  By default (Linux) other processes are looked at
+    only when they run as a uid that owns one of the listeners, or as ours;
+    ``all_processes=True`` looks at every process, which also finds a socket
+    handed to a process of a third uid (docs/owner.rst).  Raises ``ValueError``
+    for a bad port and :class:`OwnerLookupError` when the lookup fails.
     """
     if not isinstance(port, int):
         raise ValueError(f"port must be a number from 1 to 65535, not {port!r}")
     port = check_port(port, low=1)
     try:
-        rows = _native.listeners(port, self_only, processes)
+        rows = _native.listeners(port, self_only, processes, all_processes)
     except _native.BindError as e:
         raise _lookup_error(e) from None
     result = []
@@ -207,13 +212,14 @@ def _overlaps(listener: Listener, family: int, host: str) -> bool:
     return receives(listener, host)
 
 
-def who(host: str | None, port: int) -> list[Listener]:
+def who(host: str | None, port: int, *, all_processes: bool = False) -> list[Listener]:
     """The TCP listeners that may receive connections to ``host:port``.
 
     ``host`` None or ``''``: every listener on the port.  ``host`` must be a
-    numeric IPv4 or IPv6 address (no name lookup, ever).
+    numeric IPv4 or IPv6 address (no name lookup, ever).  ``all_processes``:
+    see :func:`listeners`.
     """
-    found = listeners(port)
+    found = listeners(port, all_processes=all_processes)
     if not host:
         return found
     normalise_host(host)
@@ -330,7 +336,9 @@ def verify(
             # "alice" matches "HOST\alice" on Windows
             return WINDOWS and "\\" not in wanted and have.rsplit("\\", 1)[-1] == wanted
 
-    found = tuple(who(host, port))
+    # A pid is looked for in every process: the socket may have been handed to it
+    # by a process of another uid (socket activation with User=, seen by root).
+    found = tuple(who(host, port, all_processes=pid is not None))
     foreign = tuple(item for item in found if not matches(item))
     return VerifyResult(host or None, port, expected, found, foreign)
 
