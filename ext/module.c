@@ -683,7 +683,6 @@ static PyObject *py_connection(PyObject *self, PyObject *args, PyObject *kwargs)
     PyObject *item, *result;
     static const char *const names[] = {"none", "established", "syn-received", "closing"};
 
-    (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "slsl|lp:connection", keywords, &chost,
                                      &cport, &shost, &sport, &pid, &processes))
         return NULL;
@@ -698,7 +697,7 @@ static PyObject *py_connection(PyObject *self, PyObject *args, PyObject *kwargs)
                              &conn, &err);
     Py_END_ALLOW_THREADS
     if (rc != 0)
-        return raise_error(&err, NULL);
+        return raise_error(self, &err, NULL);
     if (conn.state < XB_CONN_NONE || conn.state > XB_CONN_CLOSING) {
         PyErr_Format(PyExc_SystemError, "connection: unknown state %d", conn.state);
         return NULL;

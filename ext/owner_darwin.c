@@ -218,16 +218,6 @@ int xb_owner_process_user(long pid, long long *uid, char *user, size_t userlen, 
  * is.  Other users' processes are invisible without root (as for listeners).
  */
 
-static int conn_fail(xb_error *err, int code, const char *detail)
-{
-    if (err) {
-        err->stage = XB_STAGE_OWNER;
-        err->code = code;
-        err->detail = detail;
-    }
-    return -1;
-}
-
 /* <sys/proc_info.h> TSI_S_* (numbers: one of the names has a double underscore,
  * TSI_S__CLOSE_WAIT, on some SDKs). */
 static int conn_state_of(int s)
@@ -281,7 +271,7 @@ static int conn_scan(pid_t pid, int family, const unsigned char *craw, int cport
     bytes += 16 * (int)sizeof(struct proc_fdinfo);
     fds = (struct proc_fdinfo *)malloc((size_t)bytes);
     if (fds == NULL)
-        return conn_fail(err, ENOMEM, "fd list");
+        return xb_fail(err, XB_STAGE_OWNER, ENOMEM, "fd list");
     bytes = proc_pidinfo(pid, PROC_PIDLISTFDS, 0, fds, bytes);
     n = bytes > 0 ? bytes / (int)sizeof(struct proc_fdinfo) : 0;
     for (i = 0; i < n && !found; i++) {
@@ -319,7 +309,7 @@ static int conn_scan(pid_t pid, int family, const unsigned char *craw, int cport
             item->uid = (long long)si.psi.soi_stat.vst_uid;
             if (inet_ntop(family, l, item->host, (socklen_t)sizeof(item->host)) == NULL) {
                 free(fds);
-                return conn_fail(err, errno, "inet_ntop");
+                return xb_fail(err, XB_STAGE_OWNER, errno, "inet_ntop");
             }
         } else if (item->inode != (unsigned long long)si.psi.soi_so) {
             continue; /* another socket with the same 4-tuple: keep the first */
@@ -350,16 +340,17 @@ int xb_owner_connection(const xb_addr *client, const xb_addr *server, long pid, 
 
     (void)flags;
     if (out == NULL)
-        return conn_fail(err, EINVAL, "no output");
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "no output");
     xb_connection_init(out);
     if (client == NULL || server == NULL ||
         xb_addr_split(client, &cfamily, craw, &cport, &cscope) != 0 ||
         xb_addr_split(server, &sfamily, sraw, &sport, &sscope) != 0)
-        return conn_fail(err, EAFNOSUPPORT, "not an IPv4 or IPv6 address");
+        return xb_fail(err, XB_STAGE_OWNER, EAFNOSUPPORT, "not an IPv4 or IPv6 address");
     if (cfamily != sfamily)
-        return conn_fail(err, EINVAL, "the two ends of a connection are of different families");
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL,
+                       "the two ends of a connection are of different families");
     if (cport < 1 || sport < 1)
-        return conn_fail(err, EINVAL, "port 0: the socket is not connected");
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "port 0: the socket is not connected");
     if (pid > 0) {
         r = conn_scan((pid_t)pid, cfamily, craw, cport, sraw, sport, out, err);
         if (r != 0)

@@ -685,16 +685,6 @@ int xb_owner_process_user(long pid, long long *uid, char *user, size_t userlen, 
 #define XB_CONN_TCP_SYN_RECV 3
 #define XB_CONN_TCP_NEW_SYN_RECV 12
 
-static int conn_fail(xb_error *err, int code, const char *detail)
-{
-    if (err) {
-        err->stage = XB_STAGE_OWNER;
-        err->code = code;
-        err->detail = detail;
-    }
-    return -1;
-}
-
 static int conn_state(int tcp_state)
 {
     switch (tcp_state) {
@@ -759,7 +749,7 @@ static int conn_diag_one(int family, const unsigned char *craw, int cport,
 
     fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
     if (fd < 0)
-        return conn_fail(err, errno, "socket(AF_NETLINK, NETLINK_SOCK_DIAG)");
+        return xb_fail(err, XB_STAGE_OWNER, errno, "socket(AF_NETLINK, NETLINK_SOCK_DIAG)");
     memset(&kernel, 0, sizeof(kernel));
     kernel.nl_family = AF_NETLINK;
     for (;;) {
@@ -768,11 +758,11 @@ static int conn_diag_one(int family, const unsigned char *craw, int cport,
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            conn_fail(err, errno, "sendto(NETLINK_SOCK_DIAG)");
+            xb_fail(err, XB_STAGE_OWNER, errno, "sendto(NETLINK_SOCK_DIAG)");
             goto out;
         }
         if ((size_t)n != sizeof(req)) {
-            conn_fail(err, EIO, "sendto(NETLINK_SOCK_DIAG): short write");
+            xb_fail(err, XB_STAGE_OWNER, EIO, "sendto(NETLINK_SOCK_DIAG): short write");
             goto out;
         }
         break;
@@ -797,22 +787,22 @@ static int conn_diag_one(int family, const unsigned char *craw, int cport,
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            conn_fail(err, errno, "recvmsg(NETLINK_SOCK_DIAG)");
+            xb_fail(err, XB_STAGE_OWNER, errno, "recvmsg(NETLINK_SOCK_DIAG)");
             goto out;
         }
         if (mh.msg_flags & MSG_TRUNC) {
-            conn_fail(err, EMSGSIZE, "recvmsg(NETLINK_SOCK_DIAG): reply truncated");
+            xb_fail(err, XB_STAGE_OWNER, EMSGSIZE, "recvmsg(NETLINK_SOCK_DIAG): reply truncated");
             goto out;
         }
         if (mh.msg_namelen < sizeof(from) || from.nl_family != AF_NETLINK || from.nl_pid != 0)
             continue; /* not from the kernel */
         if ((size_t)n < NLMSG_HDRLEN) {
-            conn_fail(err, EBADMSG, "sock_diag reply: short message");
+            xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: short message");
             goto out;
         }
         memcpy(&m, buf, sizeof(m));
         if (m.nlmsg_len < NLMSG_HDRLEN || m.nlmsg_len > (size_t)n) {
-            conn_fail(err, EBADMSG, "sock_diag reply: bad netlink message length");
+            xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: bad netlink message length");
             goto out;
         }
         if (m.nlmsg_seq != seq)
@@ -820,7 +810,7 @@ static int conn_diag_one(int family, const unsigned char *craw, int cport,
         if (m.nlmsg_type == NLMSG_ERROR) {
             struct nlmsgerr e;
             if (m.nlmsg_len < NLMSG_HDRLEN + sizeof(e)) {
-                conn_fail(err, EBADMSG, "sock_diag reply: short error message");
+                xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: short error message");
                 goto out;
             }
             memcpy(&e, buf + NLMSG_HDRLEN, sizeof(e));
@@ -829,10 +819,10 @@ static int conn_diag_one(int family, const unsigned char *craw, int cport,
                 continue;
             }
             if (e.error < 0 && e.error > -4096) {
-                conn_fail(err, -e.error, "NETLINK_SOCK_DIAG request");
+                xb_fail(err, XB_STAGE_OWNER, -e.error, "NETLINK_SOCK_DIAG request");
                 goto out;
             }
-            conn_fail(err, EBADMSG, "sock_diag reply: unexpected acknowledgement");
+            xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: unexpected acknowledgement");
             goto out;
         }
         if (m.nlmsg_type == SOCK_DIAG_BY_FAMILY) {
@@ -840,7 +830,7 @@ static int conn_diag_one(int family, const unsigned char *craw, int cport,
             int rfamily;
 
             if (m.nlmsg_len < NLMSG_HDRLEN + sizeof(d)) {
-                conn_fail(err, EBADMSG, "sock_diag reply: short inet_diag_msg");
+                xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: short inet_diag_msg");
                 goto out;
             }
             memcpy(&d, buf + NLMSG_HDRLEN, sizeof(d));
@@ -866,7 +856,7 @@ static int conn_diag_one(int family, const unsigned char *craw, int cport,
             }
             if (inet_ntop(rfamily, d.id.idiag_src, out->server.host,
                           (socklen_t)sizeof(out->server.host)) == NULL) {
-                conn_fail(err, errno, "inet_ntop");
+                xb_fail(err, XB_STAGE_OWNER, errno, "inet_ntop");
                 goto out;
             }
             continue;
@@ -877,7 +867,7 @@ static int conn_diag_one(int family, const unsigned char *craw, int cport,
 
 out:
     if (close(fd) != 0 && rc == 0)
-        rc = conn_fail(err, errno, "close(NETLINK_SOCK_DIAG)");
+        rc = xb_fail(err, XB_STAGE_OWNER, errno, "close(NETLINK_SOCK_DIAG)");
     return rc;
 }
 
@@ -895,7 +885,7 @@ static int conn_scan_pid(long pid, const char *want, xb_listener *item, xb_error
         return 0;
     d = opendir(path);
     if (d == NULL)
-        return skippable(errno) ? 0 : conn_fail(err, errno, "opendir(/proc/PID/fd)");
+        return skippable(errno) ? 0 : xb_fail(err, XB_STAGE_OWNER, errno, "opendir(/proc/PID/fd)");
     for (;;) {
         char link[64];
         ssize_t n;
@@ -904,7 +894,7 @@ static int conn_scan_pid(long pid, const char *want, xb_listener *item, xb_error
         e = readdir(d);
         if (e == NULL) {
             if (errno != 0 && !skippable(errno))
-                found = conn_fail(err, errno, "readdir(/proc/PID/fd)");
+                found = xb_fail(err, XB_STAGE_OWNER, errno, "readdir(/proc/PID/fd)");
             break;
         }
         if (e->d_name[0] == '.')
@@ -913,7 +903,7 @@ static int conn_scan_pid(long pid, const char *want, xb_listener *item, xb_error
         if (n < 0) {
             if (skippable(errno))
                 continue; /* closed meanwhile */
-            found = conn_fail(err, errno, "readlink(/proc/PID/fd/N)");
+            found = xb_fail(err, XB_STAGE_OWNER, errno, "readlink(/proc/PID/fd/N)");
             break;
         }
         if ((size_t)n == wlen && memcmp(link, want, wlen) == 0) {
@@ -922,7 +912,7 @@ static int conn_scan_pid(long pid, const char *want, xb_listener *item, xb_error
         }
     }
     if (closedir(d) != 0 && found >= 0)
-        found = conn_fail(err, errno, "closedir(/proc/PID/fd)");
+        found = xb_fail(err, XB_STAGE_OWNER, errno, "closedir(/proc/PID/fd)");
     if (found == 1) {
         if (item->npids >= XB_OWNER_MAXPIDS) {
             item->pids_truncated = 1;
@@ -944,7 +934,7 @@ static int conn_holders(long pid, xb_listener *item, xb_error *err)
     int rc = 0, r;
 
     if (snprintf(want, sizeof(want), "socket:[%llu]", item->inode) >= (int)sizeof(want))
-        return conn_fail(err, ENAMETOOLONG, "socket link");
+        return xb_fail(err, XB_STAGE_OWNER, ENAMETOOLONG, "socket link");
     if (pid > 0) {
         r = conn_scan_pid(pid, want, item, err);
         if (r != 0)
@@ -956,7 +946,7 @@ static int conn_holders(long pid, xb_listener *item, xb_error *err)
     if (d == NULL) {
         if (errno == ENOENT || errno == EACCES)
             return 0; /* no /proc: uid and inode only */
-        return conn_fail(err, errno, "opendir(/proc)");
+        return xb_fail(err, XB_STAGE_OWNER, errno, "opendir(/proc)");
     }
     for (;;) {
         char *end;
@@ -966,7 +956,7 @@ static int conn_holders(long pid, xb_listener *item, xb_error *err)
         e = readdir(d);
         if (e == NULL) {
             if (errno != 0)
-                rc = conn_fail(err, errno, "readdir(/proc)");
+                rc = xb_fail(err, XB_STAGE_OWNER, errno, "readdir(/proc)");
             break;
         }
         if (!isdigit((unsigned char)e->d_name[0]))
@@ -981,7 +971,7 @@ static int conn_holders(long pid, xb_listener *item, xb_error *err)
         }
     }
     if (closedir(d) != 0 && rc == 0)
-        rc = conn_fail(err, errno, "closedir(/proc)");
+        rc = xb_fail(err, XB_STAGE_OWNER, errno, "closedir(/proc)");
     return rc;
 }
 
@@ -993,16 +983,17 @@ int xb_owner_connection(const xb_addr *client, const xb_addr *server, long pid, 
     unsigned long cscope, sscope;
 
     if (out == NULL)
-        return conn_fail(err, EINVAL, "no output");
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "no output");
     xb_connection_init(out);
     if (client == NULL || server == NULL ||
         xb_addr_split(client, &cfamily, craw, &cport, &cscope) != 0 ||
         xb_addr_split(server, &sfamily, sraw, &sport, &sscope) != 0)
-        return conn_fail(err, EAFNOSUPPORT, "not an IPv4 or IPv6 address");
+        return xb_fail(err, XB_STAGE_OWNER, EAFNOSUPPORT, "not an IPv4 or IPv6 address");
     if (cfamily != sfamily)
-        return conn_fail(err, EINVAL, "the two ends of a connection are of different families");
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL,
+                       "the two ends of a connection are of different families");
     if (cport < 1 || sport < 1)
-        return conn_fail(err, EINVAL, "port 0: the socket is not connected");
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "port 0: the socket is not connected");
     if (conn_diag_one(cfamily, craw, cport, sraw, sport, sscope ? sscope : cscope, out, err) != 0)
         return -1;
     if (out->state != XB_CONN_NONE && out->server.inode != 0 &&

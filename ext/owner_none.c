@@ -41,5 +41,5 @@ int xb_owner_connection(const xb_addr *client, const xb_addr *server, long pid, 
     (void)flags;
     if (out)
         xb_connection_init(out);
-    return fail(err);
+    return xb_fail(err, XB_STAGE_OWNER, ENOSYS, unsupported);
 }

@@ -256,16 +256,6 @@ int xb_owner_process_user(long pid, long long *uid, char *user, size_t userlen, 
  * in the IPv6 table with IPv4-mapped addresses: both tables are searched.
  */
 
-static int conn_fail(xb_error *err, DWORD code, const char *detail)
-{
-    if (err) {
-        err->stage = XB_STAGE_OWNER;
-        err->code = (int)code;
-        err->detail = detail;
-    }
-    return -1;
-}
-
 static int conn_table(ULONG family, void **out, xb_error *err)
 {
     DWORD size = 0, rc;
@@ -284,16 +274,19 @@ static int conn_table(ULONG family, void **out, xb_error *err)
         if (rc == ERROR_NOT_SUPPORTED && family == AF_INET6)
             return 0; /* no IPv6 stack */
         if (rc != ERROR_INSUFFICIENT_BUFFER && rc != NO_ERROR)
-            return conn_fail(err, rc, "GetExtendedTcpTable(TCP_TABLE_OWNER_PID_CONNECTIONS)");
+            return xb_fail(err, XB_STAGE_OWNER, (int)rc,
+                           "GetExtendedTcpTable(TCP_TABLE_OWNER_PID_CONNECTIONS)");
         if (size < sizeof(DWORD))
             size = sizeof(DWORD);
         size += 64 * (DWORD)sizeof(MIB_TCP6ROW_OWNER_PID);
         buf = malloc(size);
         if (buf == NULL)
-            return conn_fail(err, ERROR_NOT_ENOUGH_MEMORY, "GetExtendedTcpTable buffer");
+            return xb_fail(err, XB_STAGE_OWNER, (int)ERROR_NOT_ENOUGH_MEMORY,
+                           "GetExtendedTcpTable buffer");
     }
     free(buf);
-    return conn_fail(err, ERROR_INSUFFICIENT_BUFFER, "GetExtendedTcpTable (table keeps growing)");
+    return xb_fail(err, XB_STAGE_OWNER, (int)ERROR_INSUFFICIENT_BUFFER,
+                   "GetExtendedTcpTable (table keeps growing)");
 }
 
 static int conn_state_of(DWORD s)
@@ -332,7 +325,7 @@ static int conn_fill(xb_connection *out, int family, const void *addr, int port,
     out->server.family = family;
     out->server.port = port;
     if (inet_ntop(family, addr, out->server.host, sizeof(out->server.host)) == NULL)
-        return conn_fail(err, (DWORD)WSAGetLastError(), "inet_ntop");
+        return xb_fail(err, XB_STAGE_OWNER, WSAGetLastError(), "inet_ntop");
     out->server.npids = 1;
     out->server.pids[0] = (long)pid;
     return describe_process(pid, out->server.names[0], sizeof(out->server.names[0]),
@@ -354,17 +347,19 @@ int xb_owner_connection(const xb_addr *client, const xb_addr *server, long pid, 
     (void)pid;   /* the owning pid comes with the row */
     (void)flags; /* XB_OWNER_NO_PROCESSES: nothing to skip */
     if (out == NULL)
-        return conn_fail(err, ERROR_INVALID_PARAMETER, "no output");
+        return xb_fail(err, XB_STAGE_OWNER, (int)ERROR_INVALID_PARAMETER, "no output");
     xb_connection_init(out);
     if (client == NULL || server == NULL ||
         xb_addr_split(client, &cfamily, craw, &cport, &cscope) != 0 ||
         xb_addr_split(server, &sfamily, sraw, &sport, &sscope) != 0)
-        return conn_fail(err, ERROR_INVALID_PARAMETER, "not an IPv4 or IPv6 address");
+        return xb_fail(err, XB_STAGE_OWNER, (int)ERROR_INVALID_PARAMETER,
+                       "not an IPv4 or IPv6 address");
     if (cfamily != sfamily)
-        return conn_fail(err, ERROR_INVALID_PARAMETER,
-                         "the two ends of a connection are of different families");
+        return xb_fail(err, XB_STAGE_OWNER, (int)ERROR_INVALID_PARAMETER,
+                       "the two ends of a connection are of different families");
     if (cport < 1 || sport < 1)
-        return conn_fail(err, ERROR_INVALID_PARAMETER, "port 0: the socket is not connected");
+        return xb_fail(err, XB_STAGE_OWNER, (int)ERROR_INVALID_PARAMETER,
+                       "port 0: the socket is not connected");
 
     if (cfamily == AF_INET) {
         if (conn_table(AF_INET, &raw, err) != 0)
