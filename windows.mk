@@ -14,7 +14,14 @@
 # python3-dev: Debian's CPython headers, used with windows/pyconfig.h.
 DEBIAN_PACKAGES += python3-dev
 WIN_VERSIONS ?= 3.13
-WIN_PYTEST_ARGS ?= tests
+# The files that pass under Wine today (issue 11 is open: the rest of the suite still has
+# Linux expectations -- /proc, uids, Linux errno texts; docs/windows.rst lists them).
+# `make test-windows WIN_PYTEST_ARGS=tests` runs everything.
+WIN_TESTS ?= tests/test_windows_matrix.py tests/test_windows_product.py \
+	tests/test_selfcheck_windows.py tests/test_endpoint.py tests/test_enabling.py \
+	tests/test_probe.py tests/test_iocp_port.py tests/test_foolscap_xtcp.py \
+	tests/test_layers.py
+WIN_PYTEST_ARGS ?= $(WIN_TESTS)
 WIN_HARNESS = $(PY) windows/harness.py
 
 .PHONY: win-python win-wheel test-windows

@@ -24,6 +24,7 @@ import traceback
 from typing import Any
 
 import accept
+import connection
 import listen_cost
 import memory
 import owner
@@ -34,6 +35,7 @@ SECTIONS = {
     "listen": listen_cost.run,
     "owner": owner.run,
     "memory": memory.run,
+    "connection": connection.run,
 }
 
 FULL: dict[str, Any] = {
@@ -47,6 +49,9 @@ FULL: dict[str, Any] = {
     "owner_busy": (200, 50),  # processes of uid 65534, listening sockets each
     "memory_connections": 1_000,
     "memory_reps": 6,
+    "connection_sockets": 10_000,
+    "connection_reps": 7,
+    "connection_calls": 200,
 }
 
 QUICK: dict[str, Any] = {
@@ -60,6 +65,9 @@ QUICK: dict[str, Any] = {
     "owner_busy": (2, 3),
     "memory_connections": 20,
     "memory_reps": 1,
+    "connection_sockets": 30,
+    "connection_reps": 2,
+    "connection_calls": 5,
 }
 
 

@@ -644,6 +644,86 @@ static PyObject *py_probe(PyObject *self, PyObject *args)
     return list;
 }
 
+/* --- verified connections ------------------------------------------------ */
+
+PyDoc_STRVAR(connection_doc,
+"connection(client_host, client_port, server_host, server_port, pid=0, processes=True)\n"
+"    -> (state, os_state, server)\n\n"
+"The server end of the TCP connection from client_host:client_port (a client\n"
+"socket's getsockname()) to server_host:server_port (its getpeername()): state is\n"
+"'none' (no socket has that 4-tuple), 'established', 'syn-received' or 'closing';\n"
+"os_state the OS's own number (None if none); server None for 'none', else a tuple\n"
+"as listeners() gives (its inode None while the server has not accepted it).\n"
+"pid > 0: look for holders in that process first and stop there if it holds the\n"
+"socket.  processes=False (Linux): no search for holders.  Raises ValueError for a\n"
+"bad address and BindError with stage 'owner' when the lookup fails or is not\n"
+"supported on this OS.");
+
+static int connection_addr(const char *host, long port, xb_addr *out)
+{
+    xb_error err = {XB_STAGE_NONE, 0, NULL};
+
+    if (port < 1 || port > 65535) {
+        PyErr_Format(PyExc_ValueError, "port %ld is out of range: give a number from 1 to 65535",
+                     port);
+        return -1;
+    }
+    if (xb_addr_parse(host, port, AF_UNSPEC, out, &err) != 0) {
+        PyErr_Format(PyExc_ValueError, "%s: %s", err.detail ? err.detail : "invalid address",
+                     host);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *py_connection(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"client_host", "client_port", "server_host", "server_port",
+                               "pid", "processes", NULL};
+    const char *chost, *shost;
+    long cport, sport, pid = 0;
+    int processes = 1, rc;
+    xb_addr client, server;
+    xb_connection conn;
+    xb_error err = {XB_STAGE_NONE, 0, NULL};
+    PyObject *item, *result;
+    static const char *const names[] = {"none", "established", "syn-received", "closing"};
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "slsl|lp:connection", keywords, &chost,
+                                     &cport, &shost, &sport, &pid, &processes))
+        return NULL;
+    if (pid < 0) {
+        PyErr_Format(PyExc_ValueError, "pid must be 0 (none) or a process id, not %ld", pid);
+        return NULL;
+    }
+    if (connection_addr(chost, cport, &client) != 0 || connection_addr(shost, sport, &server) != 0)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    rc = xb_owner_connection(&client, &server, pid, processes ? 0u : XB_OWNER_NO_PROCESSES,
+                             &conn, &err);
+    Py_END_ALLOW_THREADS
+    if (rc != 0)
+        return raise_error(self, &err, NULL);
+    if (conn.state < XB_CONN_NONE || conn.state > XB_CONN_CLOSING) {
+        PyErr_Format(PyExc_SystemError, "connection: unknown state %d", conn.state);
+        return NULL;
+    }
+    if (conn.state == XB_CONN_NONE) {
+        item = Py_None;
+        Py_INCREF(item);
+    } else {
+        item = listener_to_tuple(&conn.server);
+        if (item == NULL)
+            return NULL;
+    }
+    if (conn.os_state < 0)
+        result = Py_BuildValue("(sOO)", names[conn.state], Py_None, item);
+    else
+        result = Py_BuildValue("(siO)", names[conn.state], conn.os_state, item);
+    Py_DECREF(item);
+    return result;
+}
+
 static PyMethodDef native_methods[] = {
     {"parse_address", py_parse_address, METH_VARARGS, parse_address_doc},
     {"open_socket", py_open_socket, METH_VARARGS, open_socket_doc},
@@ -658,6 +738,8 @@ static PyMethodDef native_methods[] = {
     {"process_user", py_process_user, METH_VARARGS, process_user_doc},
     {"guard_open", py_guard_open, METH_VARARGS, guard_open_doc},
     {"probe", py_probe, METH_VARARGS, probe_doc},
+    {"connection", (PyCFunction)(void (*)(void))py_connection, METH_VARARGS | METH_KEYWORDS,
+     connection_doc},
     {NULL, NULL, 0, NULL}
 };
 

@@ -39,3 +39,55 @@ xb_listener *xb_listeners_add(xb_listeners *list)
     item->v6only = -1;
     return item;
 }
+
+/* --- verified connections: the parts every owner_*.c shares ------------------- */
+
+/* A port in network byte order, read byte by byte (no ntohs: no socket header needed here). */
+static int port_of(const void *field)
+{
+    const unsigned char *b = (const unsigned char *)field;
+    return (int)b[0] << 8 | (int)b[1];
+}
+
+int xb_addr_split(const xb_addr *addr, int *family, unsigned char raw[16], int *port,
+                  unsigned long *scope)
+{
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+    if (addr == NULL || family == NULL || raw == NULL || port == NULL || scope == NULL)
+        return -1;
+    memset(raw, 0, 16);
+    *scope = 0;
+    if (addr->ss.ss_family == AF_INET && (size_t)addr->len >= sizeof(struct sockaddr_in)) {
+        struct sockaddr_in a;
+        memcpy(&a, &addr->ss, sizeof(a));
+        *family = AF_INET;
+        memcpy(raw, &a.sin_addr, 4);
+        *port = port_of(&a.sin_port);
+        return 0;
+    }
+    if (addr->ss.ss_family == AF_INET6 && (size_t)addr->len >= sizeof(struct sockaddr_in6)) {
+        struct sockaddr_in6 a;
+        memcpy(&a, &addr->ss, sizeof(a));
+        if (memcmp(a.sin6_addr.s6_addr, mapped, sizeof(mapped)) == 0) {
+            *family = AF_INET;
+            memcpy(raw, a.sin6_addr.s6_addr + 12, 4);
+        } else {
+            *family = AF_INET6;
+            memcpy(raw, a.sin6_addr.s6_addr, 16);
+            *scope = (unsigned long)a.sin6_scope_id;
+        }
+        *port = port_of(&a.sin6_port);
+        return 0;
+    }
+    return -1;
+}
+
+void xb_connection_init(xb_connection *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->state = XB_CONN_NONE;
+    out->os_state = -1;
+    out->server.uid = -1;
+    out->server.v6only = -1;
+}

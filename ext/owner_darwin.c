@@ -207,3 +207,166 @@ int xb_owner_process_user(long pid, long long *uid, char *user, size_t userlen, 
     *uid = (long long)info.pbi_uid;
     return xb_owner_user_name(*uid, user, userlen, err);
 }
+
+/* --- the server end of a connection (xb_owner_connection) ------------------- *
+ *
+ * UNVERIFIED like the rest of this file (not compiled here).  macOS has no
+ * table of connections a process can query: walk the processes (the given
+ * pid first), their socket descriptors, and compare each TCP socket's local
+ * and foreign address and port (tcpsi_ini) with the 4-tuple.  A connection
+ * the server has not accept()ed yet is in no process: XB_CONN_NONE until it
+ * is.  Other users' processes are invisible without root (as for listeners).
+ */
+
+/* <sys/proc_info.h> TSI_S_* (numbers: one of the names has a double underscore,
+ * TSI_S__CLOSE_WAIT, on some SDKs). */
+static int conn_state_of(int s)
+{
+    switch (s) {
+    case 4: /* TSI_S_ESTABLISHED */
+        return XB_CONN_ESTABLISHED;
+    case 3: /* TSI_S_SYN_RECEIVED */
+        return XB_CONN_SYN_RECEIVED;
+    case 0:  /* CLOSED */
+    case 5:  /* CLOSE_WAIT */
+    case 6:  /* FIN_WAIT_1 */
+    case 7:  /* CLOSING */
+    case 8:  /* LAST_ACK */
+    case 9:  /* FIN_WAIT_2 */
+    case 10: /* TIME_WAIT */
+        return XB_CONN_CLOSING;
+    default: /* LISTEN, SYN_SENT */
+        return XB_CONN_NONE;
+    }
+}
+
+/* The 4 or 16 address bytes of one end of a socket, as `family` (AF_INET: an
+ * IPv4 socket or the IPv4 side of a dual-stack one).  0 if it is not of that family. */
+static int conn_addr_of(const struct in_sockinfo *ini, const struct in4in6_addr *a46,
+                        const struct in6_addr *a6, int family, unsigned char raw[16])
+{
+    memset(raw, 0, 16);
+    if (family == AF_INET && (ini->insi_vflag & INI_IPV4)) {
+        memcpy(raw, &a46->i46a_addr4, 4);
+        return 1;
+    }
+    if (family == AF_INET6 && (ini->insi_vflag & INI_IPV6)) {
+        memcpy(raw, a6, 16);
+        return 1;
+    }
+    return 0;
+}
+
+/* 1 if process pid has a socket with the 4-tuple (then *out is filled or its holder
+ * list extended), 0 if not, -1 when memory runs out. */
+static int conn_scan(pid_t pid, int family, const unsigned char *craw, int cport,
+                     const unsigned char *sraw, int sport, xb_connection *out, xb_error *err)
+{
+    struct proc_fdinfo *fds;
+    int bytes, n, i, found = 0;
+
+    bytes = proc_pidinfo(pid, PROC_PIDLISTFDS, 0, NULL, 0);
+    if (bytes <= 0)
+        return 0; /* gone, or not ours to inspect */
+    bytes += 16 * (int)sizeof(struct proc_fdinfo);
+    fds = (struct proc_fdinfo *)malloc((size_t)bytes);
+    if (fds == NULL)
+        return xb_fail(err, XB_STAGE_OWNER, ENOMEM, "fd list");
+    bytes = proc_pidinfo(pid, PROC_PIDLISTFDS, 0, fds, bytes);
+    n = bytes > 0 ? bytes / (int)sizeof(struct proc_fdinfo) : 0;
+    for (i = 0; i < n && !found; i++) {
+        struct socket_fdinfo si;
+        const struct in_sockinfo *ini;
+        unsigned char l[16], f[16];
+        xb_listener *item = &out->server;
+
+        if (fds[i].proc_fdtype != PROX_FDTYPE_SOCKET)
+            continue;
+        memset(&si, 0, sizeof(si));
+        if (proc_pidfdinfo(pid, fds[i].proc_fd, PROC_PIDFDSOCKETINFO, &si, sizeof(si)) !=
+            (int)sizeof(si))
+            continue;
+        if (si.psi.soi_kind != SOCKINFO_TCP)
+            continue;
+        if (si.psi.soi_family != AF_INET && si.psi.soi_family != AF_INET6)
+            continue;
+        ini = &si.psi.soi_proto.pri_tcp.tcpsi_ini;
+        if (ntohs((uint16_t)ini->insi_lport) != sport || ntohs((uint16_t)ini->insi_fport) != cport)
+            continue;
+        if (!conn_addr_of(ini, &ini->insi_laddr.ina_46, &ini->insi_laddr.ina_6, family, l) ||
+            !conn_addr_of(ini, &ini->insi_faddr.ina_46, &ini->insi_faddr.ina_6, family, f) ||
+            memcmp(l, sraw, 16) != 0 || memcmp(f, craw, 16) != 0)
+            continue;
+        if (si.psi.soi_proto.pri_tcp.tcpsi_state == 1) /* TSI_S_LISTEN */
+            continue;
+        found = 1;
+        if (out->state == XB_CONN_NONE) {
+            out->os_state = si.psi.soi_proto.pri_tcp.tcpsi_state;
+            out->state = conn_state_of(out->os_state);
+            item->family = si.psi.soi_family;
+            item->port = sport;
+            item->inode = (unsigned long long)si.psi.soi_so;
+            item->uid = (long long)si.psi.soi_stat.vst_uid;
+            if (inet_ntop(family, l, item->host, (socklen_t)sizeof(item->host)) == NULL) {
+                free(fds);
+                return xb_fail(err, XB_STAGE_OWNER, errno, "inet_ntop");
+            }
+        } else if (item->inode != (unsigned long long)si.psi.soi_so) {
+            continue; /* another socket with the same 4-tuple: keep the first */
+        }
+        if (item->npids >= XB_OWNER_MAXPIDS) {
+            item->pids_truncated = 1;
+        } else {
+            int len = proc_name(pid, item->names[item->npids], (uint32_t)XB_OWNER_NAMELEN);
+            if (len <= 0)
+                item->names[item->npids][0] = '\0';
+            else
+                item->names[item->npids][len < XB_OWNER_NAMELEN ? len : XB_OWNER_NAMELEN - 1] =
+                    '\0';
+            item->pids[item->npids++] = (long)pid;
+        }
+    }
+    free(fds);
+    return found;
+}
+
+int xb_owner_connection(const xb_addr *client, const xb_addr *server, long pid, unsigned flags,
+                        xb_connection *out, xb_error *err)
+{
+    unsigned char craw[16], sraw[16];
+    int cfamily, sfamily, cport, sport, count = 0, i, r;
+    unsigned long cscope, sscope;
+    pid_t *pids = NULL;
+
+    (void)flags;
+    if (out == NULL)
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "no output");
+    xb_connection_init(out);
+    if (client == NULL || server == NULL ||
+        xb_addr_split(client, &cfamily, craw, &cport, &cscope) != 0 ||
+        xb_addr_split(server, &sfamily, sraw, &sport, &sscope) != 0)
+        return xb_fail(err, XB_STAGE_OWNER, EAFNOSUPPORT, "not an IPv4 or IPv6 address");
+    if (cfamily != sfamily)
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL,
+                       "the two ends of a connection are of different families");
+    if (cport < 1 || sport < 1)
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "port 0: the socket is not connected");
+    if (pid > 0) {
+        r = conn_scan((pid_t)pid, cfamily, craw, cport, sraw, sport, out, err);
+        if (r != 0)
+            return r < 0 ? -1 : 0; /* that process holds it: done */
+    }
+    if (list_pids(&pids, &count, err) != 0)
+        return -1;
+    for (i = 0; i < count; i++) {
+        if (pids[i] <= 0 || (long)pids[i] == pid)
+            continue;
+        if (conn_scan(pids[i], cfamily, craw, cport, sraw, sport, out, err) < 0) {
+            free(pids);
+            xb_connection_init(out);
+            return -1;
+        }
+    }
+    free(pids);
+    return 0; /* user stays "": twisted_patch.client maps the uid */
+}

@@ -666,3 +666,340 @@ int xb_owner_process_user(long pid, long long *uid, char *user, size_t userlen, 
     *uid = (long long)st.st_uid;
     return xb_owner_user_name(*uid, user, userlen, err);
 }
+
+/* --- the server end of a connection (xb_owner_connection) ------------------- *
+ *
+ * One NETLINK_SOCK_DIAG request without NLM_F_DUMP, for the exact 4-tuple:
+ * the kernel looks the socket up in its own hash tables
+ * (inet_diag_find_one_icsk: the established table -- request sockets and
+ * TIME_WAIT included -- and, when nothing is there, the listener), so the
+ * cost does not grow with the number of sockets on the host.  A listener in
+ * the reply means "no socket with this 4-tuple" (XB_CONN_NONE).  The inode is
+ * 0 while the server has not accept()ed the connection (no process holds it
+ * yet; the uid is already the listener's).  Holders: the links
+ * /proc/PID/fd/N -> "socket:[INODE]", the given pid first.
+ */
+
+/* include/net/tcp_states.h */
+#define XB_CONN_TCP_ESTABLISHED 1
+#define XB_CONN_TCP_SYN_RECV 3
+#define XB_CONN_TCP_NEW_SYN_RECV 12
+
+static int conn_state(int tcp_state)
+{
+    switch (tcp_state) {
+    case XB_CONN_TCP_ESTABLISHED:
+        return XB_CONN_ESTABLISHED;
+    case XB_CONN_TCP_SYN_RECV:
+    case XB_CONN_TCP_NEW_SYN_RECV:
+        return XB_CONN_SYN_RECEIVED;
+    case 4: case 5: case 6: case 7: case 8: case 9: case 11: /* FIN_WAIT1 .. CLOSING */
+        return XB_CONN_CLOSING;
+    default: /* LISTEN: the kernel fell back to the listener; SYN_SENT: not a server end */
+        return XB_CONN_NONE;
+    }
+}
+
+/* Whether a reply's address (family `rfamily`, 16 bytes) is `raw` of `family`. */
+static int conn_same_addr(int rfamily, const unsigned char *reply, int family,
+                          const unsigned char *raw)
+{
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+    if (rfamily == family)
+        return memcmp(reply, raw, family == AF_INET ? 4 : 16) == 0;
+    if (rfamily == AF_INET6 && family == AF_INET) /* a dual-stack server socket */
+        return memcmp(reply, mapped, 12) == 0 && memcmp(reply + 12, raw, 4) == 0;
+    return 0;
+}
+
+static int conn_diag_one(int family, const unsigned char *craw, int cport,
+                         const unsigned char *sraw, int sport, unsigned long scope,
+                         xb_connection *out, xb_error *err)
+{
+    unsigned char req[NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(struct inet_diag_req_v2))];
+    unsigned char buf[16384];
+    struct nlmsghdr h;
+    struct inet_diag_req_v2 r;
+    struct sockaddr_nl kernel;
+    const unsigned int seq = 0x74700011u;
+    size_t alen = family == AF_INET ? 4 : 16;
+    int fd, rc = -1, done = 0;
+
+    memset(req, 0, sizeof(req));
+    memset(&h, 0, sizeof(h));
+    h.nlmsg_len = (unsigned int)sizeof(req);
+    h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    h.nlmsg_flags = NLM_F_REQUEST; /* one socket, no dump */
+    h.nlmsg_seq = seq;
+    memset(&r, 0, sizeof(r));
+    r.sdiag_family = (unsigned char)family;
+    r.sdiag_protocol = IPPROTO_TCP;
+    r.idiag_states = ~0u;
+    /* the socket looked for: local = the server address, remote = the client's */
+    r.id.idiag_sport = htons((unsigned short)sport);
+    r.id.idiag_dport = htons((unsigned short)cport);
+    memcpy(r.id.idiag_src, sraw, alen);
+    memcpy(r.id.idiag_dst, craw, alen);
+    r.id.idiag_if = (unsigned int)scope;
+    r.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
+    r.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+    memcpy(req, &h, sizeof(h));
+    memcpy(req + NLMSG_HDRLEN, &r, sizeof(r));
+
+    fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (fd < 0)
+        return xb_fail(err, XB_STAGE_OWNER, errno, "socket(AF_NETLINK, NETLINK_SOCK_DIAG)");
+    memset(&kernel, 0, sizeof(kernel));
+    kernel.nl_family = AF_NETLINK;
+    for (;;) {
+        ssize_t n = sendto(fd, req, sizeof(req), 0, (struct sockaddr *)&kernel,
+                           (socklen_t)sizeof(kernel));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            xb_fail(err, XB_STAGE_OWNER, errno, "sendto(NETLINK_SOCK_DIAG)");
+            goto out;
+        }
+        if ((size_t)n != sizeof(req)) {
+            xb_fail(err, XB_STAGE_OWNER, EIO, "sendto(NETLINK_SOCK_DIAG): short write");
+            goto out;
+        }
+        break;
+    }
+
+    while (!done) {
+        struct sockaddr_nl from;
+        struct iovec iov;
+        struct msghdr mh;
+        struct nlmsghdr m;
+        ssize_t n;
+
+        memset(&from, 0, sizeof(from));
+        memset(&mh, 0, sizeof(mh));
+        iov.iov_base = buf;
+        iov.iov_len = sizeof(buf);
+        mh.msg_name = &from;
+        mh.msg_namelen = (socklen_t)sizeof(from);
+        mh.msg_iov = &iov;
+        mh.msg_iovlen = 1;
+        n = recvmsg(fd, &mh, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            xb_fail(err, XB_STAGE_OWNER, errno, "recvmsg(NETLINK_SOCK_DIAG)");
+            goto out;
+        }
+        if (mh.msg_flags & MSG_TRUNC) {
+            xb_fail(err, XB_STAGE_OWNER, EMSGSIZE, "recvmsg(NETLINK_SOCK_DIAG): reply truncated");
+            goto out;
+        }
+        if (mh.msg_namelen < sizeof(from) || from.nl_family != AF_NETLINK || from.nl_pid != 0)
+            continue; /* not from the kernel */
+        if ((size_t)n < NLMSG_HDRLEN) {
+            xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: short message");
+            goto out;
+        }
+        memcpy(&m, buf, sizeof(m));
+        if (m.nlmsg_len < NLMSG_HDRLEN || m.nlmsg_len > (size_t)n) {
+            xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: bad netlink message length");
+            goto out;
+        }
+        if (m.nlmsg_seq != seq)
+            continue; /* not the answer to this request */
+        if (m.nlmsg_type == NLMSG_ERROR) {
+            struct nlmsgerr e;
+            if (m.nlmsg_len < NLMSG_HDRLEN + sizeof(e)) {
+                xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: short error message");
+                goto out;
+            }
+            memcpy(&e, buf + NLMSG_HDRLEN, sizeof(e));
+            if (e.error == -ENOENT) {
+                done = 1; /* no such socket: state stays XB_CONN_NONE */
+                continue;
+            }
+            if (e.error < 0 && e.error > -4096) {
+                xb_fail(err, XB_STAGE_OWNER, -e.error, "NETLINK_SOCK_DIAG request");
+                goto out;
+            }
+            xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: unexpected acknowledgement");
+            goto out;
+        }
+        if (m.nlmsg_type == SOCK_DIAG_BY_FAMILY) {
+            struct inet_diag_msg d;
+            int rfamily;
+
+            if (m.nlmsg_len < NLMSG_HDRLEN + sizeof(d)) {
+                xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: short inet_diag_msg");
+                goto out;
+            }
+            memcpy(&d, buf + NLMSG_HDRLEN, sizeof(d));
+            rfamily = d.idiag_family;
+            done = 1;
+            if ((rfamily != AF_INET && rfamily != AF_INET6) ||
+                ntohs(d.id.idiag_sport) != sport || ntohs(d.id.idiag_dport) != cport ||
+                !conn_same_addr(rfamily, (const unsigned char *)d.id.idiag_src, family, sraw) ||
+                !conn_same_addr(rfamily, (const unsigned char *)d.id.idiag_dst, family, craw))
+                continue; /* the listener (or anything not this 4-tuple): nobody has it */
+            out->os_state = d.idiag_state;
+            out->state = conn_state(d.idiag_state);
+            if (out->state == XB_CONN_NONE)
+                continue;
+            out->server.family = rfamily;
+            out->server.port = sport;
+            out->server.uid = (long long)d.idiag_uid;
+            out->server.inode = (unsigned long long)d.idiag_inode;
+            if (out->state == XB_CONN_SYN_RECEIVED) {
+                /* a request socket: the kernel reports uid 0 and no inode for it */
+                out->server.uid = -1;
+                out->server.inode = 0;
+            }
+            if (inet_ntop(rfamily, d.id.idiag_src, out->server.host,
+                          (socklen_t)sizeof(out->server.host)) == NULL) {
+                xb_fail(err, XB_STAGE_OWNER, errno, "inet_ntop");
+                goto out;
+            }
+            continue;
+        }
+        /* anything else (NLMSG_NOOP, ...): wait for the answer */
+    }
+    rc = 0;
+
+out:
+    if (close(fd) != 0 && rc == 0)
+        rc = xb_fail(err, XB_STAGE_OWNER, errno, "close(NETLINK_SOCK_DIAG)");
+    return rc;
+}
+
+/* 1 if process pid holds socket `link` ("socket:[INODE]") -- then added to item --, 0 if not
+ * (or the process is gone or not ours to see), -1 on an unexpected error. */
+static int conn_scan_pid(long pid, const char *want, xb_listener *item, xb_error *err)
+{
+    char path[64];
+    DIR *d;
+    struct dirent *e;
+    int found = 0;
+    size_t wlen = strlen(want);
+
+    if (snprintf(path, sizeof(path), "/proc/%ld/fd", pid) >= (int)sizeof(path))
+        return 0;
+    d = opendir(path);
+    if (d == NULL)
+        return skippable(errno) ? 0 : xb_fail(err, XB_STAGE_OWNER, errno, "opendir(/proc/PID/fd)");
+    for (;;) {
+        char link[64];
+        ssize_t n;
+
+        errno = 0;
+        e = readdir(d);
+        if (e == NULL) {
+            if (errno != 0 && !skippable(errno))
+                found = xb_fail(err, XB_STAGE_OWNER, errno, "readdir(/proc/PID/fd)");
+            break;
+        }
+        if (e->d_name[0] == '.')
+            continue;
+        n = readlinkat(dirfd(d), e->d_name, link, sizeof(link) - 1);
+        if (n < 0) {
+            if (skippable(errno))
+                continue; /* closed meanwhile */
+            found = xb_fail(err, XB_STAGE_OWNER, errno, "readlink(/proc/PID/fd/N)");
+            break;
+        }
+        if ((size_t)n == wlen && memcmp(link, want, wlen) == 0) {
+            found = 1;
+            break;
+        }
+    }
+    if (closedir(d) != 0 && found >= 0)
+        found = xb_fail(err, XB_STAGE_OWNER, errno, "closedir(/proc/PID/fd)");
+    if (found == 1) {
+        if (item->npids >= XB_OWNER_MAXPIDS) {
+            item->pids_truncated = 1;
+        } else {
+            item->pids[item->npids] = pid;
+            read_comm(pid, item->names[item->npids], sizeof(item->names[item->npids]));
+            item->npids++;
+        }
+    }
+    return found;
+}
+
+static int conn_holders(long pid, xb_listener *item, xb_error *err)
+{
+    char want[64];
+    long self = (long)getpid();
+    DIR *d;
+    struct dirent *e;
+    int rc = 0, r;
+
+    if (snprintf(want, sizeof(want), "socket:[%llu]", item->inode) >= (int)sizeof(want))
+        return xb_fail(err, XB_STAGE_OWNER, ENAMETOOLONG, "socket link");
+    if (pid > 0) {
+        r = conn_scan_pid(pid, want, item, err);
+        if (r != 0)
+            return r < 0 ? -1 : 0; /* it holds the socket: done */
+    }
+    if (pid != self && conn_scan_pid(self, want, item, err) < 0)
+        return -1;
+    d = opendir("/proc");
+    if (d == NULL) {
+        if (errno == ENOENT || errno == EACCES)
+            return 0; /* no /proc: uid and inode only */
+        return xb_fail(err, XB_STAGE_OWNER, errno, "opendir(/proc)");
+    }
+    for (;;) {
+        char *end;
+        long other;
+
+        errno = 0;
+        e = readdir(d);
+        if (e == NULL) {
+            if (errno != 0)
+                rc = xb_fail(err, XB_STAGE_OWNER, errno, "readdir(/proc)");
+            break;
+        }
+        if (!isdigit((unsigned char)e->d_name[0]))
+            continue;
+        errno = 0;
+        other = strtol(e->d_name, &end, 10);
+        if (errno != 0 || *end != '\0' || other <= 0 || other == self || other == pid)
+            continue;
+        if (conn_scan_pid(other, want, item, err) < 0) {
+            rc = -1;
+            break;
+        }
+    }
+    if (closedir(d) != 0 && rc == 0)
+        rc = xb_fail(err, XB_STAGE_OWNER, errno, "closedir(/proc)");
+    return rc;
+}
+
+int xb_owner_connection(const xb_addr *client, const xb_addr *server, long pid, unsigned flags,
+                        xb_connection *out, xb_error *err)
+{
+    unsigned char craw[16], sraw[16];
+    int cfamily, sfamily, cport, sport;
+    unsigned long cscope, sscope;
+
+    if (out == NULL)
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "no output");
+    xb_connection_init(out);
+    if (client == NULL || server == NULL ||
+        xb_addr_split(client, &cfamily, craw, &cport, &cscope) != 0 ||
+        xb_addr_split(server, &sfamily, sraw, &sport, &sscope) != 0)
+        return xb_fail(err, XB_STAGE_OWNER, EAFNOSUPPORT, "not an IPv4 or IPv6 address");
+    if (cfamily != sfamily)
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL,
+                       "the two ends of a connection are of different families");
+    if (cport < 1 || sport < 1)
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "port 0: the socket is not connected");
+    if (conn_diag_one(cfamily, craw, cport, sraw, sport, sscope ? sscope : cscope, out, err) != 0)
+        return -1;
+    if (out->state != XB_CONN_NONE && out->server.inode != 0 &&
+        (flags & XB_OWNER_NO_PROCESSES) == 0 && conn_holders(pid, &out->server, err) != 0) {
+        xb_connection_init(out);
+        return -1;
+    }
+    return 0;
+}

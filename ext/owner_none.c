@@ -31,3 +31,15 @@ int xb_owner_process_user(long pid, long long *uid, char *user, size_t userlen, 
         user[0] = '\0';
     return xb_fail(err, XB_STAGE_OWNER, ENOSYS, unsupported);
 }
+
+int xb_owner_connection(const xb_addr *client, const xb_addr *server, long pid, unsigned flags,
+                        xb_connection *out, xb_error *err)
+{
+    (void)client;
+    (void)server;
+    (void)pid;
+    (void)flags;
+    if (out)
+        xb_connection_init(out);
+    return xb_fail(err, XB_STAGE_OWNER, ENOSYS, unsupported);
+}

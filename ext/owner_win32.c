@@ -246,3 +246,167 @@ int xb_owner_process_user(long pid, long long *uid, char *user, size_t userlen, 
     (void)CloseHandle(proc);
     return describe_process((DWORD)pid, name, sizeof(name), user, userlen, err);
 }
+
+/* --- the server end of a connection (xb_owner_connection) ------------------- *
+ *
+ * GetExtendedTcpTable(TCP_TABLE_OWNER_PID_CONNECTIONS): every TCP connection
+ * with its owning pid; the server end is the row whose local address is the
+ * client's peer and whose remote address is the client's own.  An IPv4
+ * connection to a dual-mode (IPv6, V6ONLY off) server socket may be listed
+ * in the IPv6 table with IPv4-mapped addresses: both tables are searched.
+ */
+
+static int conn_table(ULONG family, void **out, xb_error *err)
+{
+    DWORD size = 0, rc;
+    void *buf = NULL;
+    int tries;
+
+    *out = NULL;
+    for (tries = 0; tries < 16; tries++) {
+        rc = GetExtendedTcpTable(buf, &size, FALSE, family, TCP_TABLE_OWNER_PID_CONNECTIONS, 0);
+        if (rc == NO_ERROR && buf != NULL) {
+            *out = buf;
+            return 0;
+        }
+        free(buf);
+        buf = NULL;
+        if (rc == ERROR_NOT_SUPPORTED && family == AF_INET6)
+            return 0; /* no IPv6 stack */
+        if (rc != ERROR_INSUFFICIENT_BUFFER && rc != NO_ERROR)
+            return xb_fail(err, XB_STAGE_OWNER, (int)rc,
+                           "GetExtendedTcpTable(TCP_TABLE_OWNER_PID_CONNECTIONS)");
+        if (size < sizeof(DWORD))
+            size = sizeof(DWORD);
+        size += 64 * (DWORD)sizeof(MIB_TCP6ROW_OWNER_PID);
+        buf = malloc(size);
+        if (buf == NULL)
+            return xb_fail(err, XB_STAGE_OWNER, (int)ERROR_NOT_ENOUGH_MEMORY,
+                           "GetExtendedTcpTable buffer");
+    }
+    free(buf);
+    return xb_fail(err, XB_STAGE_OWNER, (int)ERROR_INSUFFICIENT_BUFFER,
+                   "GetExtendedTcpTable (table keeps growing)");
+}
+
+static int conn_state_of(DWORD s)
+{
+    switch (s) {
+    case MIB_TCP_STATE_ESTAB:
+        return XB_CONN_ESTABLISHED;
+    case MIB_TCP_STATE_SYN_RCVD:
+        return XB_CONN_SYN_RECEIVED;
+    case MIB_TCP_STATE_FIN_WAIT1:
+    case MIB_TCP_STATE_FIN_WAIT2:
+    case MIB_TCP_STATE_CLOSE_WAIT:
+    case MIB_TCP_STATE_CLOSING:
+    case MIB_TCP_STATE_LAST_ACK:
+    case MIB_TCP_STATE_TIME_WAIT:
+    case MIB_TCP_STATE_CLOSED:
+    case MIB_TCP_STATE_DELETE_TCB:
+        return XB_CONN_CLOSING;
+    default:
+        return XB_CONN_NONE;
+    }
+}
+
+static int conn_port_is(DWORD field, int port)
+{
+    return ntohs((u_short)(field & 0xFFFF)) == port;
+}
+
+static int conn_fill(xb_connection *out, int family, const void *addr, int port, DWORD state,
+                     DWORD pid, xb_error *err)
+{
+    out->os_state = (int)state;
+    out->state = conn_state_of(state);
+    if (out->state == XB_CONN_NONE)
+        return 0;
+    out->server.family = family;
+    out->server.port = port;
+    if (inet_ntop(family, addr, out->server.host, sizeof(out->server.host)) == NULL)
+        return xb_fail(err, XB_STAGE_OWNER, WSAGetLastError(), "inet_ntop");
+    out->server.npids = 1;
+    out->server.pids[0] = (long)pid;
+    return describe_process(pid, out->server.names[0], sizeof(out->server.names[0]),
+                            out->server.user, sizeof(out->server.user), err);
+}
+
+int xb_owner_connection(const xb_addr *client, const xb_addr *server, long pid, unsigned flags,
+                        xb_connection *out, xb_error *err)
+{
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    unsigned char craw[16], sraw[16], cmap[16], smap[16];
+    int cfamily, sfamily, cport, sport, found = 0, rc = -1;
+    unsigned long cscope, sscope;
+    MIB_TCPTABLE_OWNER_PID *t4 = NULL;
+    MIB_TCP6TABLE_OWNER_PID *t6 = NULL;
+    void *raw = NULL;
+    DWORD i;
+
+    (void)pid;   /* the owning pid comes with the row */
+    (void)flags; /* XB_OWNER_NO_PROCESSES: nothing to skip */
+    if (out == NULL)
+        return xb_fail(err, XB_STAGE_OWNER, (int)ERROR_INVALID_PARAMETER, "no output");
+    xb_connection_init(out);
+    if (client == NULL || server == NULL ||
+        xb_addr_split(client, &cfamily, craw, &cport, &cscope) != 0 ||
+        xb_addr_split(server, &sfamily, sraw, &sport, &sscope) != 0)
+        return xb_fail(err, XB_STAGE_OWNER, (int)ERROR_INVALID_PARAMETER,
+                       "not an IPv4 or IPv6 address");
+    if (cfamily != sfamily)
+        return xb_fail(err, XB_STAGE_OWNER, (int)ERROR_INVALID_PARAMETER,
+                       "the two ends of a connection are of different families");
+    if (cport < 1 || sport < 1)
+        return xb_fail(err, XB_STAGE_OWNER, (int)ERROR_INVALID_PARAMETER,
+                       "port 0: the socket is not connected");
+
+    if (cfamily == AF_INET) {
+        if (conn_table(AF_INET, &raw, err) != 0)
+            goto done;
+        t4 = (MIB_TCPTABLE_OWNER_PID *)raw;
+        for (i = 0; t4 != NULL && i < t4->dwNumEntries && !found; i++) {
+            const MIB_TCPROW_OWNER_PID *r = &t4->table[i];
+            if (!conn_port_is(r->dwLocalPort, sport) || !conn_port_is(r->dwRemotePort, cport) ||
+                memcmp(&r->dwLocalAddr, sraw, 4) != 0 || memcmp(&r->dwRemoteAddr, craw, 4) != 0 ||
+                r->dwState == MIB_TCP_STATE_LISTEN)
+                continue;
+            found = 1;
+            if (conn_fill(out, AF_INET, &r->dwLocalAddr, sport, r->dwState, r->dwOwningPid,
+                          err) != 0)
+                goto done;
+        }
+        /* a dual-mode IPv6 server socket: the same 4-tuple, IPv4-mapped */
+        memcpy(cmap, mapped, 12);
+        memcpy(cmap + 12, craw, 4);
+        memcpy(smap, mapped, 12);
+        memcpy(smap + 12, sraw, 4);
+    } else {
+        memcpy(cmap, craw, 16);
+        memcpy(smap, sraw, 16);
+    }
+    if (!found) {
+        if (conn_table(AF_INET6, &raw, err) != 0)
+            goto done;
+        t6 = (MIB_TCP6TABLE_OWNER_PID *)raw;
+        for (i = 0; t6 != NULL && i < t6->dwNumEntries && !found; i++) {
+            const MIB_TCP6ROW_OWNER_PID *r = &t6->table[i];
+            if (!conn_port_is(r->dwLocalPort, sport) || !conn_port_is(r->dwRemotePort, cport) ||
+                memcmp(r->ucLocalAddr, smap, 16) != 0 || memcmp(r->ucRemoteAddr, cmap, 16) != 0 ||
+                r->dwState == MIB_TCP_STATE_LISTEN)
+                continue;
+            found = 1;
+            if (conn_fill(out, AF_INET6, r->ucLocalAddr, sport, r->dwState, r->dwOwningPid,
+                          err) != 0)
+                goto done;
+        }
+    }
+    rc = 0;
+
+done:
+    free(t4);
+    free(t6);
+    if (rc != 0)
+        xb_connection_init(out);
+    return rc;
+}

@@ -365,6 +365,59 @@ const char *xb_probe_outcome_name(int outcome);
 /* "SO_REUSEADDR+SO_REUSEPORT" or "none" into buf. Returns buf. */
 char *xb_probe_options_text(unsigned options, char *buf, size_t len);
 
+
+/* --- the server end of a connection (verified connections) ---------------
+ *
+ * A client that is about to send secrets on an established TCP connection
+ * asks who holds the *other* end: the socket whose local address is the
+ * client's peer and whose remote address is the client's own address.
+ *   - Linux: one NETLINK_SOCK_DIAG request for that exact 4-tuple (the
+ *     kernel's own hash lookup, no dump), then /proc/PID/fd for its inode;
+ *   - Windows: GetExtendedTcpTable(TCP_TABLE_OWNER_PID_CONNECTIONS), the row
+ *     with that 4-tuple and its owning pid;
+ *   - macOS: libproc, the process whose TCP socket has that 4-tuple.
+ * The "none" implementation fails with ENOSYS.
+ */
+
+/* State of the server end, the same numbers on every OS. */
+#define XB_CONN_NONE 0         /* no socket with that 4-tuple (or only a listener) */
+#define XB_CONN_ESTABLISHED 1  /* established */
+#define XB_CONN_SYN_RECEIVED 2 /* the server has not seen the end of the handshake yet */
+#define XB_CONN_CLOSING 3      /* FIN_WAIT1/2, CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT, CLOSE */
+
+typedef struct xb_connection {
+    int state;          /* XB_CONN_* */
+    int os_state;       /* the OS's own state number (Linux TCP_*, MIB_TCP_STATE_*, TSI_S_*), -1 none */
+    xb_listener server; /* the server end: family/host/port are its local address (the client's
+                           peer); uid (-1 unknown); user "" (POSIX: the caller maps the uid);
+                           inode: Linux socket inode, 0 while the server has not accept()ed it,
+                           macOS kernel socket id, Windows 0; pids/names: its holders */
+} xb_connection;
+
+/*
+ * The server end of the TCP connection from `client` (the client socket's
+ * local address, getsockname) to `server` (its peer, getpeername); both of
+ * one family (IPv4-mapped IPv6 addresses are looked up as IPv4).
+ * pid > 0: look for holding processes in that process first, and stop there
+ * if it holds the socket (other holders are then not listed); otherwise, or
+ * if it does not, every process we may inspect (Linux, macOS; Windows: the
+ * owning pid comes with the row).  flags: XB_OWNER_NO_PROCESSES (Linux: no
+ * search for holders; uid and inode only).  *out is filled on success, also
+ * when nothing was found (state XB_CONN_NONE).
+ */
+int xb_owner_connection(const xb_addr *client, const xb_addr *server, long pid, unsigned flags,
+                        xb_connection *out, xb_error *err);
+
+
+/* owner_common.c: family (IPv4-mapped IPv6 is AF_INET), the raw address (4 or 16
+ * bytes, the rest zero), port (host order) and IPv6 scope of an address.
+ * Returns 0, or -1 for a family other than AF_INET/AF_INET6 (or a short address). */
+int xb_addr_split(const xb_addr *addr, int *family, unsigned char raw[16], int *port,
+                  unsigned long *scope);
+
+/* owner_common.c: *out zeroed, state XB_CONN_NONE, os_state/uid/v6only -1. */
+void xb_connection_init(xb_connection *out);
+
 #ifdef __cplusplus
 }
 #endif

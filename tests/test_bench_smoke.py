@@ -35,7 +35,7 @@ def test_bench_quick_runs_every_benchmark(tmp_path: Path) -> None:
     assert result["quick"] is True and not result["errors"]
     figures = result["figures"]
     sections = {f["section"] for f in figures}
-    assert sections == {"accept", "listen", "owner", "memory"}
+    assert sections == {"accept", "listen", "owner", "memory", "connection"}
     for f in figures:
         assert f["verdict"] in VERDICTS, f
         if f["median"] is None:

@@ -24,6 +24,7 @@ RANKS: dict[str, int] = {
     "twisted_patch._address": 2,
     "twisted_patch.owner": 3,
     "twisted_patch._sockets": 4,
+    "twisted_patch.client": 4,
     # port classes and what they are made of
     "twisted_patch.port.guards": 5,
     "twisted_patch.port.selfprobe": 6,
@@ -34,6 +35,7 @@ RANKS: dict[str, int] = {
     "twisted_patch.port.dropin": 8,
     "twisted_patch.port": 9,
     "twisted_patch.retry": 10,
+    "twisted_patch.tahoe_cli": 10,
     # the ways to turn it on: never import each other
     "twisted_patch.endpoint": 11,
     "twisted_patch.reactor": 11,

@@ -42,8 +42,12 @@ class Resources:
         self.port = socket.socket(fileno=os.dup(self.listener)).getsockname()[1]
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.pipe_r, self.pipe_w = os.pipe()
+        # an established connection to the listener (never accepted: no process walk)
+        self.client = socket.create_connection(("127.0.0.1", self.port))
+        self.client_port = self.client.getsockname()[1]
 
     def close(self) -> None:
+        self.client.close()
         _native.close(self.v4)
         _native.close(self.listener)
         self.udp.close()
@@ -159,6 +163,23 @@ def paths(r: Resources) -> dict[str, tuple[Callable[[], Any], Check]]:
         "socket_options not a socket": (lambda: _native.socket_options(r.pipe_r),
                                         bind_error("option", errno.ENOTSOCK,
                                                    detail="SO_REUSEADDR", address=None)),
+        # connection (the server end of a connection)
+        "connection established": (
+            lambda: _native.connection(HOST, r.client_port, HOST, r.port), None),
+        "connection none": (
+            lambda: _native.connection(HOST, r.client_port, HOST, r.port ^ 1, 0, False), None),
+        "connection port range": (lambda: _native.connection(HOST, 0, HOST, r.port),
+                                  raises(ValueError, "out of range")),
+        "connection not numeric": (lambda: _native.connection("localhost", 1, HOST, r.port),
+                                   raises(ValueError, "not a numeric IP address")),
+        "connection pid": (lambda: _native.connection(HOST, 1, HOST, r.port, -1),
+                           raises(ValueError, "pid must be")),
+        "connection type": (lambda: _native.connection(HOST, "1", HOST, r.port),
+                            raises(TypeError)),
+        "connection families": (lambda: _native.connection("::1", 1, HOST, r.port),
+                                bind_error("owner", errno.EINVAL,
+                                           detail="the two ends of a connection are of "
+                                                  "different families", address=None)),
         # strerror
         "strerror ok": (lambda: _native.strerror(errno.EADDRINUSE), None),
         "strerror type": (lambda: _native.strerror("98"), raises(TypeError)),
@@ -169,7 +190,7 @@ def paths(r: Resources) -> dict[str, tuple[Callable[[], Any], Check]]:
 def _names() -> list[str]:
     # The table needs live sockets; its keys do not.
     class Fake:
-        port = 1
+        port = client_port = 1
         v4 = listener = pipe_r = 0
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 

@@ -39,3 +39,27 @@ def listeners(
 def process_user(pid: int) -> tuple[int | None, str | None]: ...
 def guard_open(host: str | None, port: int, family: int = ...) -> int: ...
 def probe(handle: int) -> list[tuple[str, str, str, int, str, str, bool]]: ...
+def connection(
+    client_host: str,
+    client_port: int,
+    server_host: str,
+    server_port: int,
+    pid: int = ...,
+    processes: bool = ...,
+) -> tuple[
+    str,
+    int | None,
+    tuple[
+        int,
+        str,
+        int,
+        int | None,
+        str | None,
+        int | None,
+        bool | None,
+        tuple[int, ...],
+        tuple[str | None, ...],
+        bool,
+    ]
+    | None,
+]: ...

@@ -228,8 +228,17 @@ def install_exclusive_reactor() -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``tahoe`` on the exclusive reactor, its log Tub hardened; never returns (Tahoe exits)."""
+    """``tahoe`` hardened; never returns (Tahoe exits).
+
+    ``run``: on the exclusive reactor, its log Tub hardened.  Every other command
+    (``put``, ``get``, ``ls`` ...) goes to :mod:`twisted_patch.tahoe_cli`: its HTTP
+    requests to the node go only over connections verified to belong to the
+    node's process."""
     args = list(sys.argv[1:] if argv is None else argv)
+    from twisted_patch import tahoe_cli
+
+    if tahoe_cli.command_of(args) not in (None, "run"):
+        raise SystemExit(tahoe_cli.main(args, read_node_dir))
     try:
         install_exclusive_reactor()
     except LauncherError as e:
