@@ -461,7 +461,9 @@ PyDoc_STRVAR(listeners_doc,
 "on Linux, no search for holding processes at all (inodes only).  Raises BindError with\n"
 "stage 'owner' when the lookup fails or is not supported on this OS.");
 
-static PyObject *py_listeners(PyObject *self, PyObject *args)
+typedef int (*owner_lookup_fn)(int, unsigned, xb_listeners *, xb_error *);
+
+static PyObject *owner_list(PyObject *args, const char *format, owner_lookup_fn lookup)
 {
     long port;
     int self_only = 0;
@@ -473,8 +475,7 @@ static PyObject *py_listeners(PyObject *self, PyObject *args)
     size_t i;
     int rc;
 
-    (void)self;
-    if (!PyArg_ParseTuple(args, "l|pp:listeners", &port, &self_only, &processes))
+    if (!PyArg_ParseTuple(args, format, &port, &self_only, &processes))
         return NULL;
     if (port < 1 || port > 65535) {
         PyErr_Format(PyExc_ValueError, "port %ld is out of range: give a number from 1 to 65535",
@@ -483,7 +484,7 @@ static PyObject *py_listeners(PyObject *self, PyObject *args)
     }
     flags = (self_only ? XB_OWNER_SELF_ONLY : 0u) | (processes ? 0u : XB_OWNER_NO_PROCESSES);
     Py_BEGIN_ALLOW_THREADS
-    rc = xb_owner_listeners((int)port, flags, &list, &err);
+    rc = lookup((int)port, flags, &list, &err);
     Py_END_ALLOW_THREADS
     if (rc != 0)
         return raise_error(&err, NULL);
@@ -499,6 +500,51 @@ static PyObject *py_listeners(PyObject *self, PyObject *args)
     }
     xb_listeners_free(&list);
     return result;
+}
+
+static PyObject *py_listeners(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return owner_list(args, "l|pp:listeners", xb_owner_listeners);
+}
+
+PyDoc_STRVAR(bound_doc,
+"bound(port, self_only=False, processes=True) -> list of tuples as listeners()\n\n"
+"Every TCP socket on port that is bound but neither listening nor connected\n"
+"(a placeholder that can listen as soon as the address is free), both families.\n"
+"Linux 6.6+ (sock_diag TCP_BOUND_INACTIVE); an older kernel reports none\n"
+"(see BOUND_VISIBLE).  Raises BindError with stage 'owner' on failure, errno\n"
+"ENOSYS (Windows: ERROR_NOT_SUPPORTED) where the OS cannot list them.");
+
+static PyObject *py_bound(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return owner_list(args, "l|pp:bound", xb_owner_bound);
+}
+
+PyDoc_STRVAR(process_start_time_doc,
+"process_start_time(pid) -> float\n\n"
+"When the process started, in seconds since the epoch, computed as psutil's\n"
+"Process.create_time() (the value Tahoe-LAFS writes to running.process).\n"
+"Raises BindError with stage 'owner' if there is no such process or the OS\n"
+"refuses to say.");
+
+static PyObject *py_process_start_time(PyObject *self, PyObject *args)
+{
+    long pid;
+    double started = 0.0;
+    xb_error err = {XB_STAGE_NONE, 0, NULL};
+    int rc;
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "l:process_start_time", &pid))
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    rc = xb_process_start_time(pid, &started, &err);
+    Py_END_ALLOW_THREADS
+    if (rc != 0)
+        return raise_error(&err, NULL);
+    return PyFloat_FromDouble(started);
 }
 
 PyDoc_STRVAR(process_user_doc,
@@ -632,6 +678,8 @@ static PyMethodDef native_methods[] = {
     {"strerror", py_strerror, METH_VARARGS, strerror_doc},
     {"listeners", py_listeners, METH_VARARGS, listeners_doc},
     {"process_user", py_process_user, METH_VARARGS, process_user_doc},
+    {"bound", py_bound, METH_VARARGS, bound_doc},
+    {"process_start_time", py_process_start_time, METH_VARARGS, process_start_time_doc},
     {"guard_open", py_guard_open, METH_VARARGS, guard_open_doc},
     {"probe", py_probe, METH_VARARGS, probe_doc},
     {NULL, NULL, 0, NULL}
@@ -676,6 +724,10 @@ PyMODINIT_FUNC PyInit__native(void)
         return NULL;
     }
     if (PyModule_AddStringConstant(m, "OWNER_BACKEND", xb_owner_backend) != 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyModule_AddIntConstant(m, "BOUND_VISIBLE", xb_owner_bound_visible()) != 0) {
         Py_DECREF(m);
         return NULL;
     }

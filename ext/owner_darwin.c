@@ -256,3 +256,37 @@ int xb_owner_process_user(long pid, long long *uid, char *user, size_t userlen, 
     *uid = (long long)info.pbi_uid;
     return user_name(*uid, user, userlen, err);
 }
+
+/* --- issue 13: bound placeholders, process start times ------------------ */
+
+int xb_owner_bound(int port, unsigned flags, xb_listeners *out, xb_error *err)
+{
+    (void)port;
+    (void)flags;
+    xb_listeners_free(out);
+    return fail(err, ENOSYS, "bound, non-listening sockets are not listed on macOS yet");
+}
+
+int xb_owner_bound_visible(void)
+{
+    return 0;
+}
+
+int xb_process_start_time(long pid, double *out, xb_error *err)
+{
+    struct proc_bsdinfo info;
+    int n;
+
+    if (out == NULL)
+        return fail(err, EINVAL, "xb_process_start_time");
+    *out = 0.0;
+    if (pid <= 0)
+        return fail(err, ESRCH, "no such process");
+    n = proc_pidinfo((int)pid, PROC_PIDTBSDINFO, 0, &info, (int)sizeof(info));
+    if (n <= 0)
+        return fail(err, errno ? errno : ESRCH, "proc_pidinfo(PROC_PIDTBSDINFO)");
+    if (n < (int)sizeof(info))
+        return fail(err, EIO, "proc_pidinfo(PROC_PIDTBSDINFO): short answer");
+    *out = (double)info.pbi_start_tvsec + (double)info.pbi_start_tvusec / 1e6;
+    return 0;
+}

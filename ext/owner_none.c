@@ -41,3 +41,24 @@ int xb_owner_process_user(long pid, long long *uid, char *user, size_t userlen, 
         user[0] = '\0';
     return fail(err);
 }
+
+int xb_owner_bound(int port, unsigned flags, xb_listeners *out, xb_error *err)
+{
+    (void)port;
+    (void)flags;
+    xb_listeners_free(out);
+    return fail(err);
+}
+
+int xb_owner_bound_visible(void)
+{
+    return 0;
+}
+
+int xb_process_start_time(long pid, double *out, xb_error *err)
+{
+    (void)pid;
+    if (out)
+        *out = 0.0;
+    return fail(err);
+}

@@ -256,3 +256,50 @@ int xb_owner_process_user(long pid, long long *uid, char *user, size_t userlen, 
     (void)CloseHandle(proc);
     return describe_process((DWORD)pid, name, sizeof(name), user, userlen, err);
 }
+
+/* --- issue 13: bound placeholders, process start times ------------------ */
+
+int xb_owner_bound(int port, unsigned flags, xb_listeners *out, xb_error *err)
+{
+    (void)port;
+    (void)flags;
+    xb_listeners_free(out);
+    /* GetExtendedTcpTable lists no socket that is bound without listening or
+     * connecting: such a placeholder cannot be seen on Windows. */
+    return fail(err, ERROR_NOT_SUPPORTED, "bound, non-listening sockets cannot be listed on Windows");
+}
+
+int xb_owner_bound_visible(void)
+{
+    return 0;
+}
+
+int xb_process_start_time(long pid, double *out, xb_error *err)
+{
+    FILETIME created, exited, kernel, user;
+    ULARGE_INTEGER t;
+    HANDLE proc;
+    BOOL ok;
+
+    if (out == NULL)
+        return fail(err, ERROR_INVALID_PARAMETER, "xb_process_start_time");
+    *out = 0.0;
+    if (pid < 0)
+        return fail(err, ERROR_INVALID_PARAMETER, "no such process");
+    proc = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, (DWORD)pid);
+    if (proc == NULL)
+        return fail(err, GetLastError(), "OpenProcess");
+    ok = GetProcessTimes(proc, &created, &exited, &kernel, &user);
+    if (!ok) {
+        DWORD e = GetLastError();
+        (void)CloseHandle(proc);
+        return fail(err, e, "GetProcessTimes");
+    }
+    if (!CloseHandle(proc))
+        return fail(err, GetLastError(), "CloseHandle");
+    t.LowPart = created.dwLowDateTime;
+    t.HighPart = created.dwHighDateTime;
+    /* 100 ns intervals since 1601-01-01 -> seconds since 1970-01-01 (as psutil) */
+    *out = ((double)t.QuadPart - 116444736000000000.0) / 1e7;
+    return 0;
+}

@@ -241,6 +241,31 @@ int xb_owner_parse_diag(const void *buf, size_t len, unsigned int seq, int port,
                         xb_listeners *out, xb_error *err);
 #endif
 
+/* --- issue 13: bound placeholders and process identity ------------------- */
+
+/*
+ * Every TCP socket on `port` that is bound and neither listening nor
+ * connected, both families: a placeholder that can listen() the moment the
+ * address is free.  Same list, flags and ownership rules as
+ * xb_owner_listeners().  Linux 6.6 and later (sock_diag state
+ * TCP_BOUND_INACTIVE); an older Linux kernel does not dump such sockets and
+ * the list is then empty (xb_owner_bound_visible() says which).  Other OSes:
+ * ENOSYS.
+ */
+int xb_owner_bound(int port, unsigned flags, xb_listeners *out, xb_error *err);
+
+/* 1 if this kernel reports bound, non-listening sockets (Linux >= 6.6), else 0. */
+int xb_owner_bound_visible(void);
+
+/*
+ * When process `pid` started, in seconds since the Unix epoch, computed the
+ * way psutil's Process.create_time() does (Tahoe-LAFS writes that value to
+ * running.process): Linux /proc/PID/stat starttime / CLK_TCK + /proc/stat
+ * btime; Windows GetProcessTimes(); macOS proc_pidinfo(PROC_PIDTBSDINFO).
+ * ESRCH (Windows: ERROR_INVALID_PARAMETER) if there is no such process.
+ */
+int xb_process_start_time(long pid, double *out, xb_error *err);
+
 /* --- address-family guard ----------------------------------------------- */
 
 /*

@@ -3,6 +3,7 @@
 
 PLATFORM_CORE: str
 OWNER_BACKEND: str
+BOUND_VISIBLE: int
 
 class BindError(OSError):
     stage: str
@@ -35,6 +36,25 @@ def listeners(
         bool,
     ]
 ]: ...
+def bound(
+    port: int,
+    self_only: bool = ...,
+    processes: bool = ...,
+) -> list[
+    tuple[
+        int,
+        str,
+        int,
+        int | None,
+        str | None,
+        int | None,
+        bool | None,
+        tuple[int, ...],
+        tuple[str | None, ...],
+        bool,
+    ]
+]: ...
+def process_start_time(pid: int) -> float: ...
 def process_user(pid: int) -> tuple[int | None, str | None]: ...
 def guard_open(host: str | None, port: int, family: int = ...) -> int: ...
 def probe(handle: int) -> list[tuple[str, str, str, int, str, str, bool]]: ...
