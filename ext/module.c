@@ -272,6 +272,29 @@ static PyObject *py_listen(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(unlisten_doc,
+"unlisten(handle) -> None\n\n"
+"Stop a listening socket listening, keeping its bind (it becomes a guard):\n"
+"SO_REUSEADDR cleared, shutdown(SHUT_RD), SO_ACCEPTCONN checked.  Raises\n"
+"BindError (stage 'listen' or 'option') where the OS cannot: the socket then\n"
+"still listens, still bound.");
+
+static PyObject *py_unlisten(PyObject *self, PyObject *args)
+{
+    xb_sock s;
+    xb_addr name;
+    xb_error err = {XB_STAGE_NONE, 0, NULL};
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O&:unlisten", sock_converter, &s))
+        return NULL;
+    if (xb_socket_unlisten(s, &err) != 0) {
+        xb_error ignored;
+        return raise_error(&err, xb_socket_name(s, &name, &ignored) == 0 ? &name : NULL);
+    }
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(listen_tcp_doc,
 "listen_tcp(host, port, backlog, family=0) -> handle\n\n"
 "Open, harden, bind and listen in one call.  On failure nothing is left open\n"
@@ -672,6 +695,7 @@ static PyMethodDef native_methods[] = {
     {"open_socket", py_open_socket, METH_VARARGS, open_socket_doc},
     {"bind", py_bind, METH_VARARGS, bind_doc},
     {"listen", py_listen, METH_VARARGS, listen_doc},
+    {"unlisten", py_unlisten, METH_VARARGS, unlisten_doc},
     {"listen_tcp", py_listen_tcp, METH_VARARGS, listen_tcp_doc},
     {"close", py_close, METH_VARARGS, close_doc},
     {"socket_options", py_socket_options, METH_VARARGS, socket_options_doc},

@@ -266,6 +266,20 @@ int xb_owner_bound_visible(void);
  */
 int xb_process_start_time(long pid, double *out, xb_error *err);
 
+/*
+ * Stop a listening socket listening and keep its bind: the socket becomes a
+ * guard (bound, not listening, connections refused, nobody can bind over it).
+ * Linux: SO_REUSEADDR is cleared first (measured on 6.18: a bound socket that
+ * keeps SO_REUSEADDR lets any uid bind the same address with SO_REUSEADDR and
+ * listen on it), then shutdown(SHUT_RD) takes it out of the listening state
+ * (the connections waiting in its backlog are reset) and SO_ACCEPTCONN is
+ * checked to be 0.  Fails with the OS's code where a listening socket cannot
+ * stop listening (the BSDs and macOS: ENOTCONN from shutdown(); Windows:
+ * WSAEOPNOTSUPP without trying): the socket then still listens, still bound,
+ * with SO_REUSEADDR cleared, and the caller must keep it open.
+ */
+int xb_socket_unlisten(xb_sock s, xb_error *err);
+
 /* --- address-family guard ----------------------------------------------- */
 
 /*

@@ -264,3 +264,28 @@ fail_close:
     }
     return -1;
 }
+
+int xb_socket_unlisten(xb_sock s, xb_error *err)
+{
+    int accepting = 1;
+    socklen_t len = (socklen_t)sizeof(accepting);
+
+    /* First: a bound socket with SO_REUSEADDR lets another SO_REUSEADDR socket
+     * bind beside it (while it does not listen), whatever its uid. */
+    if (set_int_option(s, SOL_SOCKET, SO_REUSEADDR, 0, "SO_REUSEADDR", err) != 0)
+        return -1;
+    if (shutdown(s, SHUT_RD) != 0)
+        return fail(err, XB_STAGE_LISTEN, errno, "shutdown(SHUT_RD) of a listening socket");
+#ifdef SO_ACCEPTCONN
+    if (getsockopt(s, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) != 0)
+        return fail(err, XB_STAGE_OPTION, errno, "SO_ACCEPTCONN");
+    if (accepting)
+        return fail(err, XB_STAGE_LISTEN, EOPNOTSUPP,
+                    "shutdown(SHUT_RD) left the socket listening");
+#else
+    (void)accepting;
+    (void)len;
+    return fail(err, XB_STAGE_LISTEN, EOPNOTSUPP, "no SO_ACCEPTCONN to check shutdown()");
+#endif
+    return 0;
+}
