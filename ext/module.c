@@ -296,9 +296,11 @@ static PyObject *py_unlisten(PyObject *self, PyObject *args)
 }
 
 PyDoc_STRVAR(listen_tcp_doc,
-"listen_tcp(host, port, backlog, family=0) -> handle\n\n"
+"listen_tcp(host, port, backlog, family=0, strict=False) -> handle\n\n"
 "Open, harden, bind and listen in one call.  On failure nothing is left open\n"
-"and BindError says which stage failed.");
+"and BindError says which stage failed.  strict (POSIX): bind without\n"
+"SO_REUSEADDR (set once listening), so that the bind fails beside any socket\n"
+"bound on an overlapping address, TIME_WAIT entries included.");
 
 static PyObject *py_listen_tcp(PyObject *self, PyObject *args)
 {
@@ -306,12 +308,13 @@ static PyObject *py_listen_tcp(PyObject *self, PyObject *args)
     long port;
     int backlog;
     int family = AF_UNSPEC;
+    int strict = 0;
     xb_addr addr;
     xb_sock s;
     xb_error err = {XB_STAGE_NONE, 0, NULL};
 
     (void)self;
-    if (!PyArg_ParseTuple(args, "Oli|i:listen_tcp", &host, &port, &backlog, &family))
+    if (!PyArg_ParseTuple(args, "Oli|ip:listen_tcp", &host, &port, &backlog, &family, &strict))
         return NULL;
     if (backlog < 0) {
         PyErr_Format(PyExc_ValueError, "backlog must be 0 or more, not %d", backlog);
@@ -319,7 +322,7 @@ static PyObject *py_listen_tcp(PyObject *self, PyObject *args)
     }
     if (parse_addr(host, port, family, &addr) != 0)
         return NULL;
-    if (xb_listen(&addr, backlog, &s, &err) != 0)
+    if (xb_listen_ex(&addr, backlog, strict ? XB_LISTEN_STRICT_BIND : 0u, &s, &err) != 0)
         return raise_error(&err, &addr);
     PyObject *result = sock_to_py(s);
     if (result == NULL)
@@ -545,6 +548,34 @@ static PyObject *py_bound(PyObject *self, PyObject *args)
     return owner_list(args, "l|pp:bound", xb_owner_bound);
 }
 
+PyDoc_STRVAR(timewait_doc,
+"timewait(port) -> int\n\n"
+"How many TIME_WAIT entries have local port `port` (both families).  Linux;\n"
+"BindError (stage 'owner', ENOSYS) elsewhere.");
+
+static PyObject *py_timewait(PyObject *self, PyObject *args)
+{
+    long port;
+    size_t count = 0;
+    xb_error err = {XB_STAGE_NONE, 0, NULL};
+    int rc;
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "l:timewait", &port))
+        return NULL;
+    if (port < 1 || port > 65535) {
+        PyErr_Format(PyExc_ValueError, "port %ld is out of range: give a number from 1 to 65535",
+                     port);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    rc = xb_owner_timewait((int)port, &count, &err);
+    Py_END_ALLOW_THREADS
+    if (rc != 0)
+        return raise_error(&err, NULL);
+    return PyLong_FromSize_t(count);
+}
+
 PyDoc_STRVAR(process_start_time_doc,
 "process_start_time(pid) -> float\n\n"
 "When the process started, in seconds since the epoch, computed as psutil's\n"
@@ -703,6 +734,7 @@ static PyMethodDef native_methods[] = {
     {"listeners", py_listeners, METH_VARARGS, listeners_doc},
     {"process_user", py_process_user, METH_VARARGS, process_user_doc},
     {"bound", py_bound, METH_VARARGS, bound_doc},
+    {"timewait", py_timewait, METH_VARARGS, timewait_doc},
     {"process_start_time", py_process_start_time, METH_VARARGS, process_start_time_doc},
     {"guard_open", py_guard_open, METH_VARARGS, guard_open_doc},
     {"probe", py_probe, METH_VARARGS, probe_doc},

@@ -290,3 +290,11 @@ int xb_process_start_time(long pid, double *out, xb_error *err)
     *out = (double)info.pbi_start_tvsec + (double)info.pbi_start_tvusec / 1e6;
     return 0;
 }
+
+int xb_owner_timewait(int port, size_t *count, xb_error *err)
+{
+    (void)port;
+    if (count)
+        *count = 0;
+    return fail(err, ENOSYS, "TIME_WAIT entries are not counted on macOS");
+}

@@ -43,6 +43,7 @@ const char xb_owner_backend[] = "linux";
 
 /* include/net/tcp_states.h (not part of the UAPI headers). */
 #define XB_TCP_LISTEN 10
+#define XB_TCP_TIME_WAIT 6
 #define XB_TCP_CLOSE 7
 /* sock_diag only, Linux 6.6+: asks for bound sockets that neither listen nor
  * connect; they are reported in state TCP_CLOSE (measured on 6.18). */
@@ -692,4 +693,28 @@ int xb_process_start_time(long pid, double *out, xb_error *err)
         return -1;
     *out = (double)start / (double)ticks + (double)btime;
     return 0;
+}
+
+int xb_owner_timewait(int port, size_t *count, xb_error *err)
+{
+    xb_listeners list = {NULL, 0, 0};
+    unsigned char *buf;
+    int rc;
+
+    if (count == NULL)
+        return fail(err, EINVAL, "xb_owner_timewait");
+    *count = 0;
+    if (port < 1 || port > 65535)
+        return fail(err, EINVAL, "port out of range 1-65535");
+    buf = (unsigned char *)malloc(XB_DIAG_BUFSIZE);
+    if (buf == NULL)
+        return fail(err, ENOMEM, "sock_diag buffer");
+    rc = diag_dump(AF_INET, port, XB_TCP_TIME_WAIT, 0x74700014u, buf, &list, err);
+    if (rc == 0)
+        rc = diag_dump(AF_INET6, port, XB_TCP_TIME_WAIT, 0x74700016u, buf, &list, err);
+    free(buf);
+    if (rc == 0)
+        *count = list.count;
+    xb_listeners_free(&list);
+    return rc;
 }

@@ -62,3 +62,11 @@ int xb_process_start_time(long pid, double *out, xb_error *err)
         *out = 0.0;
     return fail(err);
 }
+
+int xb_owner_timewait(int port, size_t *count, xb_error *err)
+{
+    (void)port;
+    if (count)
+        *count = 0;
+    return fail(err);
+}

@@ -303,3 +303,11 @@ int xb_process_start_time(long pid, double *out, xb_error *err)
     *out = ((double)t.QuadPart - 116444736000000000.0) / 1e7;
     return 0;
 }
+
+int xb_owner_timewait(int port, size_t *count, xb_error *err)
+{
+    (void)port;
+    if (count)
+        *count = 0;
+    return fail(err, ERROR_NOT_SUPPORTED, "TIME_WAIT entries are not counted on Windows");
+}

@@ -267,6 +267,21 @@ int xb_owner_bound_visible(void);
 int xb_process_start_time(long pid, double *out, xb_error *err);
 
 /*
+ * xb_listen() with flags.  XB_LISTEN_STRICT_BIND (POSIX; ignored on Windows,
+ * where SO_REUSEADDR is never set): bind without SO_REUSEADDR -- so that the
+ * bind fails beside any socket already bound on an overlapping address, even
+ * one that set SO_REUSEADDR and does not listen (a placeholder) -- and set it
+ * only once listening.  A bind that fails this way because of TIME_WAIT
+ * entries is for the caller to retry with xb_listen().
+ */
+#define XB_LISTEN_STRICT_BIND 1u
+int xb_listen_ex(const xb_addr *addr, int backlog, unsigned flags, xb_sock *out, xb_error *err);
+
+/* How many TIME_WAIT entries have local port `port`, both families (Linux;
+ * elsewhere ENOSYS). */
+int xb_owner_timewait(int port, size_t *count, xb_error *err);
+
+/*
  * Stop a listening socket listening and keep its bind: the socket becomes a
  * guard (bound, not listening, connections refused, nobody can bind over it).
  * Linux: SO_REUSEADDR is cleared first (measured on 6.18: a bound socket that
