@@ -63,7 +63,7 @@ native = Extension(
 
 setup(
     ext_modules=[native],
-    packages=["twisted_patch", "twisted.plugins"],
+    packages=["twisted_patch", "twisted_patch.port", "twisted_patch.cli", "twisted.plugins"],
     package_data={"twisted_patch": ["py.typed", "_native.pyi"]},
     options={"bdist_wheel": {"py_limited_api": "cp39"}},
 )

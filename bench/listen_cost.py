@@ -71,7 +71,7 @@ def endpoint_cycle(description: str, bypass_owner_check: bool = False) -> Callab
     """listen + stopListening through ``serverFromString(reactor, description)``.
 
     ``bypass_owner_check``: replace ExclusivePort's post-listen owner check
-    (``twisted_patch.port.ensure_exclusive``) by a no-op during the cycle, to
+    (``twisted_patch.port.selfcheck.ensure_exclusive``) by a no-op during the cycle, to
     measure the core without it.  For measurement only; restored at once.
     """
     from twisted.internet import endpoints, protocol
@@ -82,7 +82,7 @@ def endpoint_cycle(description: str, bypass_owner_check: bool = False) -> Callab
 
     def cycle() -> None:
         if bypass_owner_check:
-            import twisted_patch.port as port_module
+            import twisted_patch.port.selfcheck as port_module
 
             saved = port_module.ensure_exclusive  # type: ignore[attr-defined]
             port_module.ensure_exclusive = lambda *a, **k: None  # type: ignore[attr-defined]
@@ -98,7 +98,7 @@ def endpoint_cycle(description: str, bypass_owner_check: bool = False) -> Callab
 
 
 def has_owner_check() -> bool:
-    import twisted_patch.port as port_module
+    import twisted_patch.port.selfcheck as port_module
 
     return callable(getattr(port_module, "ensure_exclusive", None))
 

@@ -123,7 +123,7 @@ def wine_session(request: pytest.FixtureRequest) -> Iterator[Any]:
     """One throwaway Wine prefix and wineserver for the whole test session (tests/wine.py)."""
     import sys
 
-    import wine
+    from support import wine
 
     if not sys.platform.startswith("linux"):
         pytest.skip("the Wine tests run on Linux")

@@ -15,7 +15,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory, Protocol
 
 from twisted_patch import listen_exclusive
-from twisted_patch.attacks import (
+from twisted_patch.cli.attacks import (
     Attack,
     can_switch_uid,
     has_ipv6_loopback,

@@ -60,10 +60,10 @@ def test_bench_quick_runs_every_benchmark(tmp_path: Path) -> None:
     import twisted_patch
 
     assert measured("who() at 10 other sockets") == hasattr(twisted_patch, "who")
-    import twisted_patch.port
+    import twisted_patch.port.selfcheck
 
     assert measured("xtcp + owner check: per listen") == hasattr(
-        twisted_patch.port, "ensure_exclusive")
+        twisted_patch.port.selfcheck, "ensure_exclusive")
     from twisted.internet import endpoints, reactor
 
     for keyword, value, row in (("guard", "no", "xtcp + guard: per listen"),

@@ -11,7 +11,7 @@ import pytest
 
 GUARD_MERGED = True
 try:
-    import twisted_patch.guard  # noqa: F401
+    import twisted_patch.port.guards  # noqa: F401
 except ImportError:
     GUARD_MERGED = False
 

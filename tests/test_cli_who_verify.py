@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from owner_helpers import IS_ROOT, NOBODY, SETPRIV, listening, listening_pair, run_cli
+from support.owner import IS_ROOT, NOBODY, SETPRIV, listening, listening_pair, run_cli
 
 import twisted_patch
 from twisted_patch.cli import main

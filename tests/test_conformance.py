@@ -32,7 +32,7 @@ MODULES = [
     "twisted.test.test_tcp",
     "twisted.internet.test.test_endpoints",
 ]
-RUNNER = Path(__file__).resolve().parent / "conformance_runner.py"
+RUNNER = Path(__file__).resolve().parent / "support" / "conformance_runner.py"
 # ``python -m twisted.trial`` needs pkg_resources in older Twisted; this does not.
 TRIAL = [sys.executable, "-c", "from twisted.scripts.trial import run; run()"]
 TIMEOUT = 900  # seconds per trial run; both take well under a minute on 2 cores

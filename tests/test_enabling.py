@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from enabling_helpers import (
+from support.enabling import (
     Processes,
     fd_flags,
     free_loopback_port,
@@ -188,7 +188,9 @@ def test_exclusive_reactor_options_from_environment(tmp_path: Path) -> None:
     cmd = [tool("twistd"), "--reactor=exclusive", "--help"]
     # The parsing rules are tested below; here: twistd reports a bad value clearly.
     for value, expected in [
-        ('{"no_such_option": 1}', "does not accept the option(s) 'no_such_option'"),
+        ("{\"no_such_option\": 1}",
+         "unknown option(s) 'no_such_option'; the options a hardened listenTCP accepts are "
+         "guard, probe"),
     ]:
         env = dict(__import__("os").environ, TWISTED_PATCH_PORT_OPTIONS=value)
         out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
@@ -254,7 +256,6 @@ _INSTALL_SCRIPT = textwrap.dedent(
     from twisted.internet.error import CannotListenError
     from twisted.internet.posixbase import PosixReactorBase
     from twisted.internet.protocol import Factory, Protocol
-    from twisted_patch.reactor import DropInExclusivePort
     original = PosixReactorBase.__dict__["listenTCP"]
     out = {}
     twisted_patch.install()
@@ -336,7 +337,7 @@ def test_install_rejects_unknown_options_without_patching() -> None:
     import twisted_patch
 
     before = PosixReactorBase.__dict__["listenTCP"]
-    with pytest.raises(ValueError, match="does not accept the option.*'guardd'"):
+    with pytest.raises(ValueError, match="unknown option.*'guardd'.*accepts are guard, probe"):
         twisted_patch.install(guardd=True)
     assert not twisted_patch.installed()
     assert PosixReactorBase.__dict__["listenTCP"] is before
@@ -346,16 +347,14 @@ def test_install_twice_with_other_options_is_an_error(monkeypatch: pytest.Monkey
     from twisted.internet.posixbase import PosixReactorBase
 
     import twisted_patch
-    from twisted_patch import patch
 
-    # Accept any option, to exercise the rule without a real option of ExclusivePort.
-    monkeypatch.setattr(patch, "check_port_options", lambda options: dict(options))
+    monkeypatch.delenv("TWISTED_PATCH_PORT_OPTIONS", raising=False)
     before = PosixReactorBase.__dict__["listenTCP"]
     try:
-        twisted_patch.install(level=1)
-        twisted_patch.install(level=1)
+        twisted_patch.install(guard="no")
+        twisted_patch.install(guard="no")
         with pytest.raises(ValueError, match="already called with options"):
-            twisted_patch.install(level=2)
+            twisted_patch.install(guard="refuse")
         assert PosixReactorBase.__dict__["listenTCP"] is not before
     finally:
         twisted_patch.uninstall()
@@ -363,10 +362,10 @@ def test_install_twice_with_other_options_is_an_error(monkeypatch: pytest.Monkey
 
 
 def test_options_from_environment_parsing() -> None:
-    from twisted_patch.reactor import OPTIONS_ENVIRONMENT_VARIABLE, options_from_environment
+    from twisted_patch.port.dropin import OPTIONS_ENVIRONMENT_VARIABLE, options_from_environment
 
-    assert options_from_environment({}) == {}
-    assert options_from_environment({OPTIONS_ENVIRONMENT_VARIABLE: "  "}) == {}
+    assert options_from_environment({}) is None
+    assert options_from_environment({OPTIONS_ENVIRONMENT_VARIABLE: "  "}) is None
     assert options_from_environment({OPTIONS_ENVIRONMENT_VARIABLE: "{}"}) == {}
     with pytest.raises(ValueError, match="not valid JSON"):
         options_from_environment({OPTIONS_ENVIRONMENT_VARIABLE: "guard=1"})

@@ -12,7 +12,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory, Protocol
 
 from twisted_patch import ExclusivePort, ExclusiveTCPServerEndpoint, _native, listen_exclusive
-from twisted_patch.attacks import has_ipv6_loopback as has_ipv6
+from twisted_patch.cli.attacks import has_ipv6_loopback as has_ipv6
 
 
 class Echo(Protocol):

@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import _hardening as h
 import pytest
+from support import hardening as h
 
 pytestmark = pytest.mark.skipif(not h.LINUX, reason="the LD_PRELOAD shim is for Linux/glibc")
 

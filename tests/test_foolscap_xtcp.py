@@ -25,7 +25,7 @@ from twisted.internet.error import CannotListenError  # noqa: E402
 from twisted.logger import LogEvent, formatEvent, globalLogPublisher  # noqa: E402
 
 from twisted_patch import ExclusivePort  # noqa: E402
-from twisted_patch.attacks import preclaim_listener  # noqa: E402
+from twisted_patch.cli.attacks import preclaim_listener  # noqa: E402
 from twisted_patch.tub import listen_on  # noqa: E402
 
 
@@ -75,7 +75,7 @@ def _our_error_lines(events: list[LogEvent], port: int) -> list[LogEvent]:
     return [
         e
         for e in events
-        if e.get("log_namespace") == "twisted_patch.report"
+        if e.get("log_namespace") == "twisted_patch.endpoint"
         and e.get("port") == port
         and e["log_level"].name == "error"
     ]

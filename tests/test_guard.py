@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from guard_helpers import (
+from support.guard import (
     NOBODY,
     Attacker,
     can_bind,
@@ -31,10 +31,10 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.logger import globalLogPublisher
 
-from twisted_patch import ExclusivePort, ExclusiveTCPServerEndpoint, listen_exclusive
-from twisted_patch import port as port_module
+from twisted_patch import ExclusivePort, ExclusiveTCPServerEndpoint, _sockets, listen_exclusive
 from twisted_patch.endpoint import parse_server_description
-from twisted_patch.guard import PORT_ZERO_ATTEMPTS, default_guard, resolve_guard
+from twisted_patch.port import guards as port_module
+from twisted_patch.port.guards import PORT_ZERO_ATTEMPTS, default_guard, resolve_guard
 
 OPTIONS = [(False, False), (True, False), (False, True), (True, True)]
 OPTION_IDS = ["no-option", "SO_REUSEADDR", "SO_REUSEPORT", "SO_REUSEADDR+SO_REUSEPORT"]
@@ -251,14 +251,14 @@ def test_port_zero_retries_when_sibling_number_taken(
     holder.bind(("::1", 0))
     holder.listen(1)
     taken = holder.getsockname()[1]
-    real_open = port_module.open_listening_socket
+    real_open = _sockets.listen
     calls: list[int] = []
 
     def first_on_taken(interface: str, port: int, backlog: int, family: int) -> socket.socket:
         calls.append(port)
         return real_open(interface, taken if len(calls) == 1 else port, backlog, family)
 
-    monkeypatch.setattr(port_module, "open_listening_socket", first_on_taken)
+    monkeypatch.setattr(_sockets, "listen", first_on_taken)
     events: list[dict[str, Any]] = []
     globalLogPublisher.addObserver(events.append)
     try:
@@ -283,14 +283,14 @@ def test_port_zero_gives_up_after_bounded_attempts(monkeypatch: pytest.MonkeyPat
     holder.bind(("::1", 0))
     holder.listen(1)
     taken = holder.getsockname()[1]
-    real_open = port_module.open_listening_socket
+    real_open = _sockets.listen
     calls: list[int] = []
 
     def always_taken(interface: str, port: int, backlog: int, family: int) -> socket.socket:
         calls.append(port)
         return real_open(interface, taken, backlog, family)
 
-    monkeypatch.setattr(port_module, "open_listening_socket", always_taken)
+    monkeypatch.setattr(_sockets, "listen", always_taken)
     before = socket_fds() - {holder.fileno()}
     try:
         with pytest.raises(CannotListenError, match="already in use"):
@@ -326,32 +326,35 @@ def test_other_address_gets_no_guard(cleanup: list[Any]) -> None:
 
 
 @pytest.mark.usefixtures("iocp_support")
-def test_iocp_port_has_no_guard_yet() -> None:
-    """The IOCP reactor's port class has neither guard nor probe: asking for them is an
-    error, and the defaults are skipped with a warning (not silently)."""
+def test_iocp_port_has_the_guard_and_the_probe() -> None:
+    """The IOCP reactor's port class runs the same listening sequence: the guard (a
+    second IOCP port serving ::1, registered with the reactor like the first), the
+    self-probe, and both closed together."""
     from test_iocp_port import CountingFactory, FakeIOCPReactor
 
     reactor_ = FakeIOCPReactor()
-    with pytest.raises(ValueError, match="not implemented for the IOCP reactor"):
-        listen_exclusive(0, CountingFactory(), interface="127.0.0.1", reactor=reactor_,
-                         guard="serve")
-    with pytest.raises(ValueError, match="not implemented for the IOCP reactor"):
-        listen_exclusive(0, CountingFactory(), interface="127.0.0.1", reactor=reactor_,
-                         guard="no", probe="strict")
-    events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(events.append)
+    factory = CountingFactory()
+    port = listen_exclusive(0, factory, interface="127.0.0.1", reactor=reactor_)
     try:
-        port = listen_exclusive(0, CountingFactory(), interface="127.0.0.1", reactor=reactor_)
-    finally:
-        globalLogPublisher.removeObserver(events.append)
-    try:
-        assert [e for e in events if "IOCP reactor's exclusive port has no" in
-                e.get("log_format", "")]
-        assert port_module.guard_sockets() == {}
+        p = port.getHost().port
+        assert type(port).__name__ == "IOCPExclusivePort"
+        assert type(port.sibling).__name__ == "IOCPExclusivePort"
+        assert port_module.guard_sockets() == {(socket.AF_INET6, "::1", p): "serve"}
+        assert reactor_.active == [port, port.sibling]
+        assert port.socket.fileno() in reactor_.registered
+        assert port.sibling.socket.fileno() in reactor_.registered
+        assert port.probe_results and not [a for a in port.probe_results if a.hijackable]
+        refuse = listen_exclusive(0, CountingFactory(), interface="0.0.0.0", reactor=reactor_)
+        assert port_module.guard_sockets()[(socket.AF_INET6, "::", refuse.getHost().port)] \
+            == "refuse"
+        refuse.connectionLost(None)
     finally:
         port.connectionLost(None)
         for skt in reactor_.created:
             skt.close()
+    assert reactor_.active == []
+    assert port_module.guard_sockets() == {}
+    assert factory.stops == 2  # ours and the sibling's (same factory)
 
 
 def test_direct_connection_lost_closes_the_guard_and_stops_the_factory_last() -> None:

@@ -66,7 +66,7 @@ def test_native_guard_refuses_what_a_plain_socket_lets_through(native: Path) -> 
 @pytest.fixture(scope="module")
 def wine_run(tmp_path_factory: pytest.TempPathFactory, wine_session: Any) -> Any:
     """Run guardprobe.exe under Wine, in the test run's shared Wine session (conftest)."""
-    import wine
+    from support import wine
 
     mingw = wine.mingw_cc()
     assert mingw is not None

@@ -20,7 +20,8 @@ from twisted.internet import reactor
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import globalLogPublisher
 from twisted_patch import listen_exclusive
-from twisted_patch import port as port_module
+from twisted_patch import _sockets
+from twisted_patch.port import guards as port_module
 events = []
 globalLogPublisher.addObserver(events.append)
 p = listen_exclusive(0, Factory.forProtocol(Protocol), interface=sys.argv[1], reactor=reactor)

@@ -83,7 +83,7 @@ def test_iocp_port_class_needs_windows() -> None:
             port_class_for(IOCPReactor())
     finally:
         for k in list(sys.modules):
-            if k.startswith("twisted.internet.iocpreactor") or k == "twisted_patch._iocp":
+            if k.startswith("twisted.internet.iocpreactor") or k == "twisted_patch.port.iocp":
                 sys.modules.pop(k, None)
         sys.modules.update(saved)
 
@@ -184,7 +184,8 @@ def test_iocp_port_registers_the_core_socket(iocp_support: FakeIOCPSupport) -> N
     assert cls.__name__ == "IOCPExclusivePort"
     assert issubclass(cls, iocp_tcp.Port)  # Twisted's real IOCP port
     factory = CountingFactory()
-    port = listen_exclusive(0, factory, backlog=5, interface="127.0.0.1", reactor=reactor)
+    port = listen_exclusive(0, factory, backlog=5, interface="127.0.0.1", reactor=reactor,
+                            guard="no")
     try:
         assert isinstance(port, cls)
         handle = port.socket.fileno()

@@ -16,7 +16,7 @@ import sys
 
 import pytest
 from conftest import wait_for
-from owner_helpers import (
+from support.owner import (
     IS_ROOT,
     NOBODY,
     SETPRIV,
@@ -29,7 +29,7 @@ from twisted.internet import protocol, tcp
 from twisted.internet.error import CannotListenError
 
 import twisted_patch
-from twisted_patch import _native, owner
+from twisted_patch import _address, _native, owner
 from twisted_patch.owner import Listener, OwnerLookupError
 
 LINUX = sys.platform.startswith("linux")
@@ -132,7 +132,7 @@ def test_listener_of_another_uid_is_reported_with_that_uid() -> None:
 @needs_root
 def test_unprivileged_lookup_reports_uid_alone() -> None:
     """As uid 65534, a root listener's process is unreadable: uid 0 and no pids."""
-    from twisted_patch.attacks import other_uid_python
+    from twisted_patch.cli.attacks import other_uid_python
 
     importable = subprocess.run(
         [SETPRIV or "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
@@ -234,7 +234,7 @@ def test_bad_arguments() -> None:
     ],
 )
 def test_parse_target(text: str, expected: tuple[str | None, int]) -> None:
-    assert owner.parse_target(text) == expected
+    assert _address.parse_target(text) == expected
 
 
 @pytest.mark.parametrize(
@@ -254,7 +254,7 @@ def test_parse_target(text: str, expected: tuple[str | None, int]) -> None:
 )
 def test_parse_target_errors(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
-        owner.parse_target(text)
+        _address.parse_target(text)
 
 
 # --- verify ----------------------------------------------------------------------------
@@ -376,7 +376,7 @@ def test_windows_exclusive_refusal_names_the_holder(monkeypatch: pytest.MonkeyPa
     """On Windows a port held with SO_EXCLUSIVEADDRUSE refuses binds with WSAEACCES."""
     from twisted_patch import errors
 
-    monkeypatch.setattr(errors, "_WINDOWS", True)
+    monkeypatch.setattr(errors, "WINDOWS", True)
     text = errors.describe(OSError(10013, "denied"), "bind", "127.0.0.1:80", "pid 7 (x.exe)")
     assert "another socket (pid 7 (x.exe)) holds the port exclusively" in text
     assert "another socket holds" in errors.describe(OSError(10013, "d"), "bind", "a:1")

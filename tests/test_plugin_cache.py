@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from enabling_helpers import run_python, summary
+from support.enabling import run_python, summary
 
 NOBODY = 65534
 
@@ -55,7 +55,7 @@ def fresh_install_cache() -> Iterator[Path]:
 
 
 def cli(*args: str, user: int | None = None) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "twisted_patch._cli_plugin_cache", *args]
+    cmd = [sys.executable, "-m", "twisted_patch.cli.plugin_cache", *args]
     if user is not None:
         cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd="/")
@@ -106,7 +106,7 @@ def test_unwritable_cache_still_works_with_a_log_line(fresh_install_cache: Path,
 
 
 def test_documented_one_liner_regenerates_the_cache(fresh_install_cache: Path) -> None:
-    from twisted_patch._cli_plugin_cache import REGENERATE_COMMAND
+    from twisted_patch.cli.plugin_cache import REGENERATE_COMMAND
 
     cache = fresh_install_cache
     argv = shlex.split(REGENERATE_COMMAND)
@@ -123,7 +123,7 @@ def test_plugin_cache_is_a_subcommand_of_the_cli() -> None:
     from twisted_patch.cli import SUBCOMMANDS
 
     entries = [s for s in SUBCOMMANDS if s[0] == "plugin-cache"]
-    assert entries == [("plugin-cache", "twisted_patch._cli_plugin_cache", entries[0][2])]
+    assert entries == [("plugin-cache", "twisted_patch.cli.plugin_cache", entries[0][2])]
     missing = [m for _, m, _ in SUBCOMMANDS if importlib.util.find_spec(m) is None]
     if missing:
         pytest.skip(f"other subcommand modules are not on this branch yet: {missing}")

@@ -8,14 +8,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from guard_helpers import can_bind, fetch, hello_factory, reactor, socket_fds, wait
+from support.guard import can_bind, fetch, hello_factory, reactor, socket_fds, wait
 from twisted.internet.error import CannotListenError
 from twisted.logger import globalLogPublisher
 
-from twisted_patch import _native, listen_exclusive
-from twisted_patch import guard as guard_module
-from twisted_patch import port as port_module
-from twisted_patch.guard import ProbeAttempt, judge, run_probe
+from twisted_patch import _native, _sockets, listen_exclusive
+from twisted_patch.port import guards as port_module
+from twisted_patch.port import selfprobe as guard_module
+from twisted_patch.port.selfprobe import ProbeAttempt, judge, run_probe
 
 LINUX = sys.platform.startswith("linux")
 HAS_REUSEPORT = hasattr(socket, "SO_REUSEPORT")
@@ -64,7 +64,7 @@ def bound(attempts: list[ProbeAttempt]) -> set[tuple[str, str]]:
 def test_probe_catches_a_weak_port_and_not_ours(cleanup: list[Any], host: str) -> None:
     weak = weak_socket(host)
     cleanup.append(weak)
-    found = bound(run_probe(weak.fileno()))
+    found = bound(run_probe(weak))
     assert ("same", "SO_REUSEPORT") in found
     assert ("same", "SO_REUSEADDR+SO_REUSEPORT") in found
     # ours, same address kind, guard on: not one bind succeeds on Linux
@@ -83,7 +83,7 @@ def test_probe_attack_list_and_linux_table(cleanup: list[Any]) -> None:
     """What the probe tries, and (Linux) which succeed on a plain Twisted port vs ours."""
     plain = reactor.listenTCP(0, hello_factory(b"plain"), interface="127.0.0.1")
     cleanup.append(plain)
-    results = run_probe(plain.fileno())
+    results = run_probe(plain)
     opts = {a.options for a in results}
     assert {"none", "SO_REUSEADDR"} <= opts
     if HAS_REUSEPORT:
@@ -108,14 +108,14 @@ def test_probe_leaves_no_socket_and_keeps_the_port(cleanup: list[Any]) -> None:
     p = mine.getHost().port
     before = socket_fds()
     for _ in range(3):
-        run_probe(mine.fileno())
+        run_probe(mine)
     assert socket_fds() == before
     assert fetch("127.0.0.1", p) == b"ours"
     # even a probe whose binds succeed (the weak port) leaves nothing behind
     weak = weak_socket("127.0.0.1")
     cleanup.append(weak)
     before = socket_fds()
-    assert bound(run_probe(weak.fileno()))
+    assert bound(run_probe(weak))
     assert socket_fds() == before
     assert _native.socket_options(weak.fileno())["listening"] == 1
 
@@ -124,7 +124,7 @@ def test_probe_on_unbound_socket_is_a_clear_error(cleanup: list[Any]) -> None:
     s = socket.socket()
     cleanup.append(s)
     with pytest.raises(ValueError, match="not bound to an IPv4 or IPv6 address and port"):
-        run_probe(s.fileno())
+        run_probe(s)
 
 
 def _weak_open(interface: str, port: int, backlog: int, family: int) -> socket.socket:
@@ -135,7 +135,7 @@ def _weak_open(interface: str, port: int, backlog: int, family: int) -> socket.s
 def test_strict_refuses_a_hijackable_port_and_closes_it(
     cleanup: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(port_module, "open_listening_socket", _weak_open)
+    monkeypatch.setattr(_sockets, "listen", _weak_open)
     before = socket_fds()
     with pytest.raises(CannotListenError) as info:
         listen_exclusive(0, hello_factory(b"ours"), interface="127.0.0.1", reactor=reactor)
@@ -150,7 +150,7 @@ def test_strict_refuses_a_hijackable_port_and_closes_it(
 def test_warn_listens_and_logs(
     cleanup: list[Any], monkeypatch: pytest.MonkeyPatch, events: list[dict[str, Any]]
 ) -> None:
-    monkeypatch.setattr(port_module, "open_listening_socket", _weak_open)
+    monkeypatch.setattr(_sockets, "listen", _weak_open)
     mine = listen_exclusive(0, hello_factory(b"ours"), interface="127.0.0.1", reactor=reactor,
                             probe="warn")
     cleanup.append(mine)
@@ -164,7 +164,7 @@ def test_warn_listens_and_logs(
 def test_off_skips_the_probe(
     cleanup: list[Any], monkeypatch: pytest.MonkeyPatch, events: list[dict[str, Any]]
 ) -> None:
-    monkeypatch.setattr(port_module, "open_listening_socket", _weak_open)
+    monkeypatch.setattr(_sockets, "listen", _weak_open)
     mine = listen_exclusive(0, hello_factory(b"ours"), interface="127.0.0.1", reactor=reactor,
                             probe="off")
     cleanup.append(mine)
@@ -225,6 +225,6 @@ def test_unavoidable_table_on_this_os() -> None:
     assert can_bind("127.0.0.1", 0)
     weak = weak_socket("0.0.0.0")
     try:
-        assert not any(x.unavoidable for x in run_probe(weak.fileno()))
+        assert not any(x.unavoidable for x in run_probe(weak))
     finally:
         weak.close()

@@ -116,11 +116,11 @@ def test_classification() -> None:
     assert not retry.is_address_in_use(ValueError("x"))
 
 
-def test_probe_address() -> None:
-    assert retry.probe_address("", socket.AF_INET) == "127.0.0.1"
-    assert retry.probe_address("0.0.0.0", socket.AF_INET) == "127.0.0.1"
-    assert retry.probe_address("::", socket.AF_INET6) == "::1"
-    assert retry.probe_address("10.1.2.3", socket.AF_INET) == "10.1.2.3"
+def test_listener_check_address() -> None:
+    assert retry.listener_check_address("", socket.AF_INET) == "127.0.0.1"
+    assert retry.listener_check_address("0.0.0.0", socket.AF_INET) == "127.0.0.1"
+    assert retry.listener_check_address("::", socket.AF_INET6) == "::1"
+    assert retry.listener_check_address("10.1.2.3", socket.AF_INET) == "10.1.2.3"
 
 
 # --- the retry loop, on a fake clock ------------------------------------------------------
@@ -171,7 +171,7 @@ def test_fails_at_once_if_someone_may_listen(events: list[dict[str, Any]], answe
     assert isinstance(f, Failure) and f.value is err
     assert attempt.calls == 1 and clock.getDelayedCalls() == []
     assert retries(events) == []
-    assert any(e.get("probe") == answer for e in events)
+    assert any(e.get("listener_check") == answer for e in events)
 
 
 def test_other_failures_are_not_retried() -> None:
@@ -252,7 +252,7 @@ def reactor() -> Iterator[Any]:
     r.waker.connectionLost(None)
 
 
-def test_connect_probe_real(reactor: Any) -> None:
+def test_listener_check_real(reactor: Any) -> None:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(5)
@@ -260,9 +260,9 @@ def test_connect_probe_real(reactor: Any) -> None:
     quiet.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
 
     async def body() -> tuple[str, str]:
-        a = await retry.connect_probe(
+        a = await retry.listener_check(
             reactor, "127.0.0.1", listener.getsockname()[1], socket.AF_INET)
-        b = await retry.connect_probe(reactor, "0.0.0.0", quiet.getsockname()[1], socket.AF_INET)
+        b = await retry.listener_check(reactor, "0.0.0.0", quiet.getsockname()[1], socket.AF_INET)
         return a, b
 
     try:
@@ -317,6 +317,6 @@ def test_endpoint_fails_at_once_when_someone_listens(
         assert isinstance(f, Failure) and f.check(CannotListenError)
         assert "already in use" in str(f.value)
         assert retries(events) == []
-        assert any(e.get("probe") == "listening" for e in events)
+        assert any(e.get("listener_check") == "listening" for e in events)
     finally:
         other.close()

@@ -43,7 +43,7 @@ if importlib.util.find_spec("allmydata") is None:
         allow_module_level=True,
     )
 
-from tahoe_grid import (  # noqa: E402
+from support.tahoe_grid import (  # noqa: E402
     Node,
     NodeExited,
     Squatter,
@@ -60,9 +60,9 @@ from tahoe_grid import (  # noqa: E402
     tahoe_command,
 )
 
-from twisted_patch.attacks import Attack, run_attack, standard_attacks  # noqa: E402
+from twisted_patch.cli.attacks import Attack, run_attack, standard_attacks  # noqa: E402
 
-GUARD_MERGED = importlib.util.find_spec("twisted_patch.guard") is not None
+GUARD_MERGED = importlib.util.find_spec("twisted_patch.port.guards") is not None
 LOOPBACK = "127.0.0.1"
 
 
@@ -585,7 +585,7 @@ def test_xtcp_tub_port_taken_is_logged_at_error_level(grid: Grid) -> None:
             if f"twisted-patch: cannot listen on 127.0.0.1:{grid.tub}" in line
         ]
         assert len(lines) == 1, node.stdout()
-        assert "[twisted_patch.report#error]" in lines[0]
+        assert "[twisted_patch.endpoint#error]" in lines[0]
         assert f"127.0.0.1:{grid.tub} is already in use" in lines[0]
         assert f"already in use by pid {squatter.pid}" in lines[0]
     finally:

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 import pytest
-import wine  # tests/wine.py
 from conftest import say as _say
+from support import wine
 
 from twisted_patch import errors
 

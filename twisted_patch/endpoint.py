@@ -8,78 +8,44 @@ fires with the listening port or fails with ``CannotListenError``.
 from __future__ import annotations
 
 import socket
+import sys
 from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_patch.errors import format_address, parse_numeric_host
-from twisted_patch.guard import check_guard, check_probe, resolve_guard
-from twisted_patch.port import ExclusivePort, port_class_for
-from twisted_patch.report import log_listen_failure
-from twisted_patch.retry import check_retry, connect_probe, default_retry, listen_with_retry
+from twisted_patch._address import check_backlog, check_interface, check_port
+from twisted_patch.errors import format_address
+from twisted_patch.port import port_class_for
+from twisted_patch.port.guards import check_guard, resolve_guard
+from twisted_patch.port.selfprobe import check_probe
+from twisted_patch.retry import check_retry, default_retry, listen_with_retry, listener_check
 
 log = Logger()
 
 DEFAULT_BACKLOG = 50
-MAX_BACKLOG = 2**31 - 1
 
 
-def check_port(value: object, what: str = "port") -> int:
-    """A TCP port number 0..65535 from an int or a string of decimal digits."""
-    if isinstance(value, bool):
-        raise ValueError(f"{what} must be a number from 0 to 65535, not {value!r}")
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            raise ValueError(f"{what} is empty: give a number from 0 to 65535")
-        if not text.isascii() or not text.isdigit():
-            raise ValueError(f"{what} must be a number from 0 to 65535, not {value!r}")
-        number = int(text)
-    elif isinstance(value, int):
-        number = value
-    else:
-        raise ValueError(f"{what} must be a number from 0 to 65535, not {value!r}")
-    if not 0 <= number <= 65535:
-        raise ValueError(f"{what} {number} is out of range: give a number from 0 to 65535")
-    return number
+def log_listen_failure(failure: Failure, interface: str, port: int) -> Failure:
+    """Log ``failure`` (a failed listen on ``interface:port``) at error level; return it.
 
-
-def check_backlog(value: object) -> int:
-    """A listen backlog: a whole number from 0 up."""
-    if isinstance(value, bool):
-        raise ValueError(f"backlog must be a whole number, 0 or more, not {value!r}")
-    if isinstance(value, str):
-        text = value.strip()
-        if not text or not text.isascii() or not text.isdigit():
-            raise ValueError(f"backlog must be a whole number, 0 or more, not {value!r}")
-        number = int(text)
-    elif isinstance(value, int):
-        number = value
-    else:
-        raise ValueError(f"backlog must be a whole number, 0 or more, not {value!r}")
-    if not 0 <= number <= MAX_BACKLOG:
-        raise ValueError(f"backlog {number} is out of range: give a whole number, 0 or more")
-    return number
-
-
-def check_interface(value: object, family: int = socket.AF_UNSPEC) -> tuple[int, str]:
-    """(family, normalised address) for a numeric IP address; '' is the wildcard.
-
-    Host names are refused on purpose: which address a name resolves to (and
-    in which family) is not something a hardened listener should guess.
+    Foolscap's ``Listener.startService`` (and so every ``Tub.listenOn``, and
+    Tahoe-LAFS's ``tub.port``) calls ``endpoint.listen(...)`` and adds no
+    errback: without this line a port that cannot be had leaves only an
+    "Unhandled error in Deferred" whenever the Deferred is garbage-collected.
     """
-    parsed = parse_numeric_host(
-        value, "interface", family,
-        localhost_hint="use 127.0.0.1 or ::1; the other family is guarded for you",
+    log.error(
+        "twisted-patch: cannot listen on {address}: {reason}",
+        address=format_address(interface, port),
+        reason=str(failure.value),
+        interface=interface,
+        port=port,
+        error_type=failure.type.__name__ if failure.type is not None else None,
     )
-    if parsed is None:
-        if family == socket.AF_INET6:
-            return socket.AF_INET6, "::"
-        return socket.AF_INET, "0.0.0.0"
-    return parsed
+    return failure
 
 
 @implementer(IStreamServerEndpoint)
@@ -89,7 +55,7 @@ class ExclusiveTCPServerEndpoint:
     ``interface`` is a numeric IPv4 or IPv6 address; the address family
     follows it ('' is 0.0.0.0).  ``guard`` (serve/refuse/no, None: the
     address's default) and ``probe`` (strict/warn/off) are described in
-    :mod:`twisted_patch.guard`.  Invalid arguments raise ``ValueError`` here;
+    :mod:`twisted_patch.port.guards`.  Invalid arguments raise ``ValueError`` here;
     failures to listen arrive as a ``CannotListenError`` errback of ``listen``.
     """
 
@@ -127,7 +93,7 @@ class ExclusiveTCPServerEndpoint:
 
     def listen(self, protocolFactory: IProtocolFactory) -> defer.Deferred[IListeningPort]:
         def attempt() -> IListeningPort:
-            return listen_exclusive(
+            port: IListeningPort = listen_exclusive(
                 self._port,
                 protocolFactory,
                 backlog=self._backlog,
@@ -136,6 +102,7 @@ class ExclusiveTCPServerEndpoint:
                 guard=self._guard,
                 probe=self._probe,
             )
+            return port
 
         d: defer.Deferred[IListeningPort]
         if self._retry <= 0 or self._port == 0:
@@ -144,7 +111,7 @@ class ExclusiveTCPServerEndpoint:
             d = listen_with_retry(
                 self._reactor,
                 attempt,
-                lambda: connect_probe(self._reactor, self._interface, self._port, self._family),
+                lambda: listener_check(self._reactor, self._interface, self._port, self._family),
                 self._retry,
                 format_address(self._interface, self._port),
             )
@@ -169,35 +136,24 @@ def listen_exclusive(
     reactor: Any | None = None,
     guard: str | None = None,
     probe: str | None = None,
-) -> ExclusivePort:
+) -> Any:
     """Listen now, like ``reactor.listenTCP``; raises ``CannotListenError``.
 
-    ``guard`` and ``probe`` as for :class:`ExclusivePort` (None: the defaults).
-    The IOCP reactor's port class has neither yet: there, asking for them
-    explicitly is a ValueError and the defaults are skipped with a warning.
+    Returns the reactor's exclusive port (:class:`~twisted_patch.ExclusivePort`,
+    or the IOCP reactor's); ``guard`` and ``probe`` as for it (None: the defaults).
+    Bad arguments raise ``ValueError`` naming them.
     """
     if reactor is None:
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
-    cls = port_class_for(reactor)
-    if cls is ExclusivePort:
-        p = ExclusivePort(port, factory, backlog, interface, reactor, guard=guard, probe=probe)
-    else:
-        guard, probe = check_guard(guard), None if probe is None else check_probe(probe)
-        if guard not in (None, "no") or probe not in (None, "off"):
-            raise ValueError(
-                f"guard={guard} / probe={probe}: the address-family guard and the self-probe "
-                f"are not implemented for the IOCP reactor yet; use the default reactor, "
-                f"or guard=no and probe=off"
-            )
-        if guard is None or probe is None:
-            log.warn(
-                "twisted-patch: the IOCP reactor's exclusive port has no address-family guard "
-                "and no self-probe yet ({address}); use the default reactor to get them",
-                address=format_address(interface, port),
-            )
-        p = cls(port, factory, backlog, interface, reactor)
+    check_port(port)
+    check_backlog(backlog)
+    if not isinstance(interface, str):
+        raise ValueError(f"interface must be an IP address given as text, not {interface!r}")
+    p = port_class_for(reactor)(
+        port, factory, backlog, interface, reactor, guard=guard, probe=probe
+    )
     p.startListening()
     return p
 
@@ -245,8 +201,53 @@ def parse_server_description(
     return fields
 
 
+def repeated_fields() -> list[str]:
+    """The ``name=`` fields given more than once in the endpoint string being parsed.
+
+    Twisted's parser keeps the last of repeated fields and hands plugins a dict,
+    so a repetition (``interface=127.0.0.1:interface=0.0.0.0``) cannot be seen in
+    the arguments.  The description is read from the ``serverFromString`` call
+    on the stack and split with Twisted's own tokenizer; [] when there is none
+    (the parser called directly) or Twisted's private tokenizer has changed.
+    """
+    frame = sys._getframe(1)
+    description: object = None
+    while frame is not None:
+        if (
+            frame.f_code.co_name == "serverFromString"
+            and frame.f_globals.get("__name__") == "twisted.internet.endpoints"
+        ):
+            description = frame.f_locals.get("description")
+            break
+        frame = frame.f_back  # type: ignore[assignment]
+    if not isinstance(description, str):
+        return []
+    from twisted.internet import endpoints
+
+    tokenize = getattr(endpoints, "_tokenize", None)
+    string_token = getattr(endpoints, "_STRING", None)
+    if tokenize is None or string_token is None:
+        return []
+    names: list[str] = []
+    field: list[str] = []
+    for kind, value in [*tokenize(description), (None, ":")]:
+        if kind == string_token:
+            field.append(value)
+        elif value == ":":
+            if len(field) > 1:
+                names.append(field[0])
+            field = []
+    return sorted({name for name in names if names.count(name) > 1})
+
+
 def parse_server(
     prefix: str, default_interface: str, reactor: Any, *args: object, **kwargs: object
 ) -> ExclusiveTCPServerEndpoint:
+    repeated = repeated_fields()
+    if repeated:
+        raise ValueError(
+            f"{prefix}: {', '.join(f'{name}=' for name in repeated)} given more than once; "
+            f"give each option once"
+        )
     fields = parse_server_description(prefix, default_interface, args, kwargs)
     return ExclusiveTCPServerEndpoint(reactor, **fields)

@@ -5,21 +5,20 @@ does not exist (everywhere but Windows); ``twistd --help-reactors`` then lists
 ``exclusive-iocp`` as not available on this platform.
 
 The IOCP reactor has its own ``Port`` class (overlapped ``AcceptEx``); its
-hardened version is ``twisted_patch._iocp.IOCPExclusivePort``, used here with
-the drop-in rules of the ``exclusive`` reactor (host names resolved as
-``tcp.Port`` does, ``SO_REUSEPORT`` refused).
+hardened version is :class:`twisted_patch.port.iocp.IOCPExclusivePort`, chosen by
+:func:`twisted_patch.port.port_class_for` with the drop-in rules of
+:mod:`twisted_patch.port.dropin`, as for the ``exclusive`` reactor.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.iocpreactor.reactor import IOCPReactor
 from twisted.logger import Logger
 
-from twisted_patch._iocp import IOCPExclusivePort
-from twisted_patch.reactor import DropInMixin
+from twisted_patch.port import ExclusiveListenTCPMixin
+from twisted_patch.port.dropin import resolve_port_options
 
 log = Logger()
 
@@ -27,31 +26,23 @@ log = Logger()
 _IOCPReactorBase: Any = IOCPReactor
 
 
-class DropInIOCPPort(DropInMixin, IOCPExclusivePort):
-    """The IOCP exclusive port (``twisted_patch._iocp``) accepting what ``tcp.Port`` accepts."""
-
-
-class ExclusiveIOCPReactor(_IOCPReactorBase):  # type: ignore[misc]
-    """``IOCPReactor`` whose ``listenTCP`` returns :class:`DropInIOCPPort`."""
-
-    def listenTCP(
-        self, port: Any, factory: IProtocolFactory, backlog: int = 50, interface: str = ""
-    ) -> DropInIOCPPort:
-        p = DropInIOCPPort(port, factory, backlog, interface, self)
-        p.startListening()
-        return p
+class ExclusiveIOCPReactor(ExclusiveListenTCPMixin, _IOCPReactorBase):  # type: ignore[misc]
+    """``IOCPReactor`` whose ``listenTCP`` returns an exclusive IOCP port."""
 
 
 def install(**options: Any) -> Any:
-    """Install the hardened IOCP reactor as the global reactor."""
-    if options:
-        raise ValueError(
-            "the exclusive-iocp reactor takes no port options in this version: "
-            "its ports are made by the core with its default options"
-        )
+    """Install the hardened IOCP reactor as the global reactor.
+
+    Port options as for :func:`twisted_patch.reactor.install`.
+    """
     from twisted.internet.main import installReactor
 
+    port_options = resolve_port_options(options, "the exclusive-iocp reactor")
     reactor = ExclusiveIOCPReactor()
+    reactor.twisted_patch_port_options = port_options
     installReactor(reactor)
-    log.info("twisted-patch: installed the exclusive IOCP reactor")
+    log.info(
+        "twisted-patch: installed the exclusive IOCP reactor (port options {options})",
+        options=port_options,
+    )
     return reactor

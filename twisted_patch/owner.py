@@ -28,26 +28,18 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import socket
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
-from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from twisted_patch import _native
-from twisted_patch.errors import ExclusiveListenError, format_address, parse_numeric_host
+from twisted_patch._address import check_host, check_port
+from twisted_patch.errors import WINDOWS, format_address
 
 log = Logger()
-
-# CannotListenError's __init__ is unannotated in some Twisted versions: call it typed.
-_cannot_listen: Callable[[str, int, BaseException], CannotListenError] = CannotListenError
-
-_WINDOWS = sys.platform == "win32"
 
 
 class OwnerLookupError(OSError):
@@ -137,8 +129,9 @@ def listeners(port: int, *, self_only: bool = False, processes: bool = True) -> 
     (inodes and uids only).  Raises ``ValueError`` for a bad port and :class:`OwnerLookupError`
     when the lookup fails.
     """
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+    if not isinstance(port, int):
         raise ValueError(f"port must be a number from 1 to 65535, not {port!r}")
+    port = check_port(port, low=1)
     try:
         rows = _native.listeners(port, self_only, processes)
     except _native.BindError as e:
@@ -174,12 +167,7 @@ _V4_MAPPED = b"\x00" * 10 + b"\xff\xff"
 
 def normalise_host(host: str) -> tuple[int, str]:
     """(family, canonical text) of a numeric address; ValueError otherwise."""
-    parsed = parse_numeric_host(
-        host, "host", localhost_hint="give 127.0.0.1 or ::1: a name may resolve to either family"
-    )
-    if parsed is None:
-        raise ValueError("host is empty: give an IP address such as 127.0.0.1 or ::1")
-    return parsed
+    return check_host(host)
 
 
 def receives(listener: Listener, host: str) -> bool:
@@ -308,7 +296,7 @@ def verify(
         bad = isinstance(value, bool) or not isinstance(value, int) or value < 0
         if value is not None and bad:
             raise ValueError(f"{name} must be a whole number, 0 or more, not {value!r}")
-    if uid is not None and _WINDOWS:
+    if uid is not None and WINDOWS:
         raise ValueError("Windows has no uids: give pid= or user=")
     if pid is None and uid is None and user is None:
         if hasattr(os, "getuid"):
@@ -331,16 +319,16 @@ def verify(
     else:
         assert user is not None
         expected = f"user {user}"
-        wanted = user.casefold() if _WINDOWS else user
+        wanted = user.casefold() if WINDOWS else user
 
         def matches(item: Listener) -> bool:
             if not item.user:
                 return False
-            have = item.user.casefold() if _WINDOWS else item.user
+            have = item.user.casefold() if WINDOWS else item.user
             if have == wanted:
                 return True
             # "alice" matches "HOST\alice" on Windows
-            return _WINDOWS and "\\" not in wanted and have.rsplit("\\", 1)[-1] == wanted
+            return WINDOWS and "\\" not in wanted and have.rsplit("\\", 1)[-1] == wanted
 
     found = tuple(who(host, port))
     foreign = tuple(item for item in found if not matches(item))
@@ -421,158 +409,3 @@ def check_exclusive(target: Any | socket.socket | tuple[str, int]) -> list[Liste
     if not foreign(listeners(port, self_only=True)):
         return []
     return foreign(listeners(port))
-
-
-def foreign_listener_error(interface: str, port: int, foreign: list[Listener]) -> CannotListenError:
-    """The CannotListenError for a port that another process shares with us."""
-    address = format_address(interface, port)
-    holders = "; ".join(f"{item.address} held by {item.holder()}" for item in foreign)
-    message = (
-        f"{address} is listening, but another process may receive its connections too: "
-        f"{holders}. Stop that program before starting this one; twisted-patch does not "
-        f"serve a port it does not own alone."
-    )
-    wrapped = ExclusiveListenError(
-        errno.EADDRINUSE, message, "owner", address, os.strerror(errno.EADDRINUSE)
-    )
-    return _cannot_listen(interface, port, wrapped)
-
-
-def ensure_exclusive(skt: socket.socket, interface: str) -> None:
-    """Post-listen check of ExclusivePort: raise CannotListenError if not alone.
-
-    A failed lookup (unsupported OS, no netlink in a sandbox) is logged and
-    does not stop the listener: not knowing is not evidence of a hijack, and
-    the self-probe still runs.  The caller closes the socket on error.
-    """
-    port = int(skt.getsockname()[1])
-    try:
-        foreign = check_exclusive(skt)
-    except OwnerLookupError as e:
-        emit = log.info if e.errno == errno.ENOSYS else log.warn
-        emit(
-            "twisted-patch: cannot check who else listens on {address}: {error}",
-            address=format_address(interface, port),
-            error=str(e),
-        )
-        return
-    if foreign:
-        raise foreign_listener_error(interface, port, foreign)
-
-
-# --- addresses given by people ------------------------------------------------
-
-_BRACKETED = re.compile(r"^\[([^\]]+)\]:(\d+)$")
-
-
-def _port_of(text: str, original: str) -> int:
-    if not text.isascii() or not text.isdigit():
-        raise ValueError(f"{original!r}: port {text!r} is not a number")
-    number = int(text)
-    if not 1 <= number <= 65535:
-        raise ValueError(f"{original!r}: port {number} is out of range 1-65535")
-    return number
-
-
-def parse_target(text: str) -> tuple[str | None, int]:
-    """``(host, port)`` from ``127.0.0.1:3456``, ``[::1]:3456``, a URL such as
-    ``http://127.0.0.1:3456/``, or ``PORT`` / ``:PORT`` (host None: every
-    listener on the port).  Hosts must be numeric; ValueError says what is wrong.
-    """
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError("no address given: write HOST:PORT, [IPv6]:PORT or a URL")
-    original = text
-    text = text.strip()
-    if "://" in text:
-        parts = urlsplit(text)
-        if parts.scheme not in ("http", "https"):
-            raise ValueError(f"{original!r}: only http:// and https:// URLs are understood")
-        try:
-            port: int | None = parts.port
-        except ValueError:
-            raise ValueError(f"{original!r}: the URL's port is not a number 0-65535") from None
-        if port is None:
-            port = 443 if parts.scheme == "https" else 80
-        if not parts.hostname:
-            raise ValueError(f"{original!r}: the URL has no host")
-        _, host = normalise_host(parts.hostname)
-        return host, _port_of(str(port), original)
-    if text.isascii() and text.lstrip(":").isdigit() and text.count(":") <= 1:
-        return None, _port_of(text.lstrip(":"), original)
-    m = _BRACKETED.match(text)
-    if m:
-        family, host = normalise_host(m.group(1))
-        if family != socket.AF_INET6:
-            raise ValueError(f"{original!r}: brackets are for IPv6 addresses")
-        return host, _port_of(m.group(2), original)
-    if text.count(":") == 1:
-        host_text, port_text = text.split(":")
-        _, host = normalise_host(host_text)
-        return host, _port_of(port_text, original)
-    if text.count(":") > 1:
-        raise ValueError(f"{original!r}: put an IPv6 address in brackets, as in [::1]:3456")
-    raise ValueError(f"{original!r}: no port given; write HOST:PORT")
-
-
-# --- Tahoe node directories ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NodeInfo:
-    """Where a Tahoe-LAFS node says it listens and which process it is."""
-
-    host: str
-    port: int
-    pid: int
-    pidfile: str
-    url: str
-
-
-def read_pidfile(path: str) -> int:
-    """The pid in a Tahoe ``running.process`` or a twistd ``twistd.pid`` file.
-
-    ``running.process`` (Tahoe 1.18+, allmydata/util/pid.py) holds
-    ``"PID CREATION_TIME\\n"``; ``twistd.pid`` holds ``"PID\\n"``.  The first
-    whitespace-separated field is the pid either way.
-    """
-    try:
-        with open(path, encoding="utf-8") as f:
-            content = f.read(4096)
-    except OSError as e:
-        raise ValueError(f"cannot read pid file {path}: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"pid file {path} is not text") from None
-    fields = content.split()
-    if not fields or not fields[0].isascii() or not fields[0].isdigit() or int(fields[0]) <= 0:
-        raise ValueError(f"pid file {path} does not start with a process id: {content[:40]!r}")
-    return int(fields[0])
-
-
-def read_node_dir(nodedir: str) -> NodeInfo:
-    """Read ``node.url`` and the pid file of a Tahoe node directory.
-
-    The pid file is ``running.process`` (Tahoe 1.18 and later, written by
-    ``tahoe run``) or else ``twistd.pid`` (older Tahoe, ``twistd``).
-    ValueError names what is missing or malformed.
-    """
-    if not os.path.isdir(nodedir):
-        raise ValueError(f"{nodedir} is not a directory")
-    url_path = os.path.join(nodedir, "node.url")
-    try:
-        with open(url_path, encoding="utf-8") as f:
-            url = f.read(4096).strip()
-    except OSError as e:
-        raise ValueError(
-            f"cannot read {url_path} ({e.strerror}): is this a Tahoe node directory, "
-            f"and has the node started its web server?"
-        ) from None
-    host, port = parse_target(url)
-    if host is None:
-        raise ValueError(f"{url_path} holds {url!r}, not a URL with a host")
-    for name in ("running.process", "twistd.pid"):
-        path = os.path.join(nodedir, name)
-        if os.path.exists(path):
-            return NodeInfo(host, port, read_pidfile(path), path, url)
-    raise ValueError(
-        f"no pid file (running.process or twistd.pid) in {nodedir}: is the node running?"
-    )

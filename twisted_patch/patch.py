@@ -10,9 +10,11 @@ What it changes, process-wide:
 
 - ``PosixReactorBase.listenTCP`` (the method of every epoll / poll / select /
   kqueue / asyncio reactor; Twisted's ``listenSSL`` calls it too), and on
-  Windows ``IOCPReactor.listenTCP``: they return a started
-  :class:`~twisted_patch.reactor.DropInExclusivePort` (with the IOCP
-  reactor a ``DropInIOCPPort``).  Reactors already installed are of those classes,
+  Windows ``IOCPReactor.listenTCP``: they return a started drop-in exclusive
+  port (:func:`twisted_patch.port.listen_tcp`; the class for the reactor is
+  chosen by :func:`twisted_patch.port.port_class_for`).  Port options come from
+  :func:`install`'s keyword arguments or ``TWISTED_PATCH_PORT_OPTIONS``.
+  Reactors already installed are of those classes,
   so they are affected as well as reactors installed later.
 - Nothing else: ports a program builds itself (``tcp.Port(...)``,
   ``adoptStreamPort``) and connections are untouched.
@@ -32,7 +34,8 @@ from typing import Any
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.logger import Logger
 
-from twisted_patch.reactor import check_port_options, listen_tcp
+from twisted_patch.port import listen_tcp
+from twisted_patch.port.dropin import resolve_port_options
 
 log = Logger()
 
@@ -66,30 +69,13 @@ def _targets() -> list[type]:
     return targets
 
 
-def _make_listen_tcp(target: type, options: dict[str, Any]) -> Any:
-    if target.__name__ == "IOCPReactor":
-        from twisted_patch.iocpreactor import DropInIOCPPort
-
-        def listenTCP_iocp(
-            self: Any,
-            port: Any,
-            factory: IProtocolFactory,
-            backlog: int = 50,
-            interface: str = "",
-        ) -> Any:
-            p = DropInIOCPPort(port, factory, backlog, interface, self)
-            p.startListening()
-            return p
-
-        listenTCP_iocp.twisted_patch = True  # type: ignore[attr-defined]
-        return listenTCP_iocp
-
+def _make_listen_tcp(options: dict[str, Any]) -> Any:
     def listenTCP(
         self: Any, port: Any, factory: IProtocolFactory, backlog: int = 50, interface: str = ""
     ) -> Any:
         return listen_tcp(self, port, factory, backlog, interface, options)
 
-    listenTCP.__doc__ = "listenTCP hardened by twisted_patch.install(): returns an ExclusivePort."
+    listenTCP.__doc__ = "listenTCP hardened by twisted_patch.install(): an exclusive port."
     listenTCP.twisted_patch = True  # type: ignore[attr-defined]
     return listenTCP
 
@@ -106,15 +92,14 @@ def installed() -> bool:
 def install(**options: Any) -> None:
     """Harden every ``listenTCP`` of this process, now and for reactors installed later.
 
-    Keyword arguments are passed to every hardened port (``ExclusivePort``'s
-    keyword options; ``ValueError`` if it does not accept them).  Calling it
+    Keyword arguments (``guard``, ``probe``) are passed to every hardened port;
+    without any, ``TWISTED_PATCH_PORT_OPTIONS`` is read (both given, or an option
+    the ports do not accept: ``ValueError``).  Calling it
     again with the same options does nothing; with other options it raises
     ``ValueError`` (call :func:`uninstall` first).
     """
     global _state
-    port_options = check_port_options(options)
-    if sys.platform == "win32" and port_options:
-        raise ValueError("port options are not supported with the IOCP reactor yet")
+    port_options = resolve_port_options(options, "twisted_patch.install()")
     with _lock:
         if _state is not None:
             if _state.options != port_options:
@@ -127,7 +112,7 @@ def install(**options: Any) -> None:
         state = _State(port_options)
         for target in _targets():
             state.saved.append((target, target.__dict__.get("listenTCP", _MISSING)))
-            target.listenTCP = _make_listen_tcp(target, port_options)  # type: ignore[attr-defined]
+            target.listenTCP = _make_listen_tcp(port_options)  # type: ignore[attr-defined]
         _state = state
     patched = [_name(target) + ".listenTCP" for target, _ in state.saved]
     current = _installed_reactor_note()
@@ -149,8 +134,6 @@ def _installed_reactor_note() -> str:
     cls = _name(type(reactor))
     if getattr(method, "twisted_patch", False):
         return f"the installed reactor {cls} is covered"
-    if type(reactor).__module__ == "twisted_patch.reactor":
-        return f"the installed reactor {cls} is the exclusive reactor already"
     return (
         f"the installed reactor {cls} has its own listenTCP, which install() does not "
         f"change: its listeners are NOT hardened; use xtcp endpoints with it"

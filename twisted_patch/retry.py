@@ -8,16 +8,16 @@ which is exactly "bind past TIME_WAIT", so there is nothing to wait for.
 
 Rule: a bind refused with "address in use" is retried -- with a growing delay, for at most
 ``retry`` seconds -- only while nobody listens on the address.  Whether someone listens is
-decided by a connection attempt to it (the wildcard is probed on the loopback address of
+decided by a connection attempt to it (the wildcard is checked on the loopback address of
 its family): refused means no listener, so what holds the port is lingering connections
 (or a socket that is bound and not listening); a connection that succeeds -- or any other
 outcome, such as a timeout -- means a listener may be there, and the listen fails at once.
-We chose a connect() probe over the owner-lookup module because it needs nothing but
+We chose a connect() check over the owner-lookup module because it needs nothing but
 sockets, works the same on every OS and under Wine, and answers exactly the question
-asked ("would a client reach someone else?").  Its costs: the probe does connect to the
+asked ("would a client reach someone else?").  Its costs: the check does connect to the
 other listener (and closes at once); on Windows a refused loopback connect takes about a
 second (Windows retries the SYN), which only slows the retry loop, never the reactor; a
-listener bound to another specific address of the host is not seen by a loopback probe,
+listener bound to another specific address of the host is not seen by a loopback check,
 so that case waits out the bounded retry before failing.
 
 Every step is asynchronous (``reactor.callLater``, the reactor's own connect): the reactor
@@ -27,8 +27,6 @@ cannot wait and never retries; use the endpoint (``xtcp:PORT:retry=SECONDS``).
 
 from __future__ import annotations
 
-import errno
-import math
 import socket
 import sys
 from typing import Any, Callable, TypeVar
@@ -36,7 +34,8 @@ from typing import Any, Callable, TypeVar
 from twisted.internet import defer, error
 from twisted.logger import Logger
 
-from twisted_patch.errors import WSAEADDRINUSE, ExclusiveListenError
+from twisted_patch._address import check_seconds
+from twisted_patch.errors import IN_USE, ExclusiveListenError
 
 T = TypeVar("T")
 
@@ -50,10 +49,7 @@ MAX_RETRY = 3600.0
 #: delays between attempts: FIRST_DELAY, doubling, at most MAX_DELAY
 FIRST_DELAY = 0.25
 MAX_DELAY = 2.0
-PROBE_TIMEOUT = 5.0
-
-_IN_USE_CODES = {errno.EADDRINUSE, WSAEADDRINUSE}
-
+CHECK_TIMEOUT = 5.0
 
 def default_retry(platform: str = sys.platform) -> float:
     return DEFAULT_RETRY_WINDOWS if platform == "win32" else DEFAULT_RETRY_POSIX
@@ -61,23 +57,7 @@ def default_retry(platform: str = sys.platform) -> float:
 
 def check_retry(value: object) -> float:
     """Seconds to keep retrying a bind: a number from 0 to 3600."""
-    if isinstance(value, bool):
-        raise ValueError(f"retry must be a number of seconds from 0 to 3600, not {value!r}")
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            number = float(text)
-        except ValueError:
-            raise ValueError(
-                f"retry must be a number of seconds from 0 to 3600, not {value!r}"
-            ) from None
-    elif isinstance(value, (int, float)):
-        number = float(value)
-    else:
-        raise ValueError(f"retry must be a number of seconds from 0 to 3600, not {value!r}")
-    if not math.isfinite(number) or not 0 <= number <= MAX_RETRY:
-        raise ValueError(f"retry {value!r} is out of range: give seconds from 0 to 3600")
-    return number
+    return check_seconds(value, "retry", MAX_RETRY)
 
 
 def is_address_in_use(failure_value: BaseException) -> bool:
@@ -86,26 +66,26 @@ def is_address_in_use(failure_value: BaseException) -> bool:
         return False
     inner = failure_value.socketError
     if isinstance(inner, ExclusiveListenError):
-        return inner.stage == "bind" and inner.errno in _IN_USE_CODES
+        return inner.stage == "bind" and inner.errno in IN_USE
     return False
 
 
-def probe_address(interface: str, family: int) -> str:
+def listener_check_address(interface: str, family: int) -> str:
     """Where to connect to find a listener on ``interface``: the wildcard -> loopback."""
     if family == socket.AF_INET6:
         return "::1" if interface in ("", "::") else interface
     return "127.0.0.1" if interface in ("", "0.0.0.0") else interface
 
 
-def connect_probe(reactor: Any, interface: str, port: int, family: int) -> defer.Deferred[str]:
+def listener_check(reactor: Any, interface: str, port: int, family: int) -> defer.Deferred[str]:
     """Fires with ``"refused"`` (nobody listens), ``"listening"`` (a connection was made)
     or ``"unknown: <why>"``.  Non-blocking: the reactor's own connectTCP."""
     from twisted.internet import protocol
 
-    host = probe_address(interface, family)
+    host = listener_check_address(interface, family)
     result: defer.Deferred[str] = defer.Deferred()
 
-    class _Probe(protocol.Protocol):
+    class _Check(protocol.Protocol):
         def connectionMade(self) -> None:  # noqa: N802
             transport: Any = self.transport  # an ITCPTransport
             transport.abortConnection()
@@ -114,7 +94,7 @@ def connect_probe(reactor: Any, interface: str, port: int, family: int) -> defer
 
     class _Factory(protocol.ClientFactory):
         def buildProtocol(self, addr: Any) -> protocol.Protocol:  # noqa: N802
-            return _Probe()
+            return _Check()
 
         def clientConnectionFailed(self, connector: Any, reason: Any) -> None:  # noqa: N802
             if result.called:
@@ -124,26 +104,26 @@ def connect_probe(reactor: Any, interface: str, port: int, family: int) -> defer
             else:
                 result.callback(f"unknown: {reason.getErrorMessage()}")
 
-    reactor.connectTCP(host, port, _Factory(), timeout=PROBE_TIMEOUT)
+    reactor.connectTCP(host, port, _Factory(), timeout=CHECK_TIMEOUT)
     return result
 
 
 def listen_with_retry(
     clock: Any,
     attempt: Callable[[], T],
-    probe: Callable[[], defer.Deferred[str]],
+    check: Callable[[], defer.Deferred[str]],
     retry: float,
     address: str,
 ) -> defer.Deferred[T]:
     """Call ``attempt()`` (a synchronous listen that raises CannotListenError) until it
-    succeeds; retry only an "address in use" bind failure, only while ``probe()`` says
+    succeeds; retry only an "address in use" bind failure, only while ``check()`` says
     ``"refused"``, for at most ``retry`` seconds of ``clock``.  Fails with the last
     CannotListenError otherwise.  Each retry is logged with structured fields."""
     start = clock.seconds()
     pending: list[Any] = []  # the scheduled next attempt, if any
 
     def cancel(_: defer.Deferred[T]) -> None:
-        # Cancelling the listen stops the retries; a probe in flight is ignored.
+        # Cancelling the listen stops the retries; a check in flight is ignored.
         while pending:
             call = pending.pop()
             if call.active():
@@ -187,7 +167,7 @@ def listen_with_retry(
             give_up(exc, f"retried for {retry:g} s", elapsed)
             return
 
-        def probed(outcome: str) -> None:
+        def checked(outcome: str) -> None:
             if result.called:  # cancelled meanwhile
                 return
             now = clock.seconds() - start
@@ -195,7 +175,7 @@ def listen_with_retry(
                 why = "another program listens on it" if outcome == "listening" else outcome
                 log.error(
                     "twisted-patch: {address} is in use and {why}: not retrying",
-                    address=address, why=why, probe=outcome, attempts=state["attempts"],
+                    address=address, why=why, listener_check=outcome, attempts=state["attempts"],
                 )
                 fail(exc)
                 return
@@ -210,12 +190,12 @@ def listen_with_retry(
             )
             pending.append(clock.callLater(delay, try_once))
 
-        def probe_failed(f: Any) -> None:
+        def check_failed(f: Any) -> None:
             if not result.called:
                 fail(exc)
 
-        d = probe()
-        d.addCallbacks(probed, probe_failed)
+        d = check()
+        d.addCallbacks(checked, check_failed)
 
     try_once()
     return result

@@ -1,4 +1,9 @@
-"""``python -m twisted_patch.tahoe run NODEDIR``: ``tahoe`` with its log Tub hardened too.
+"""Tahoe-LAFS: node directories, and ``python -m twisted_patch.tahoe run NODEDIR``.
+
+:func:`read_node_dir` reads where a node says it listens (``node.url``) and
+which process it is (``running.process``), for ``twisted-patch verify --node``.
+
+``python -m twisted_patch.tahoe run NODEDIR`` is ``tahoe`` with its log Tub hardened too.
 
 tahoe.cfg reaches three listeners (``web.port``, ``tub.port``,
 ``[sftpd]port``), and with ``xtcp:`` strings all three come from the C core.
@@ -19,18 +24,22 @@ only.  Everything else is Tahoe's own code path.
 from __future__ import annotations
 
 import importlib
+import os
 import socket
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.error import AlreadyListened
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from twisted_patch import _sockets
+from twisted_patch._address import check_pid, parse_target
 from twisted_patch.errors import format_address
-from twisted_patch.port import open_listening_socket
 
 log = Logger()
 
@@ -45,9 +54,14 @@ class AdoptedCoreSocketEndpoint:
     def __init__(self, reactor: Any, skt: socket.socket) -> None:
         self._reactor = reactor
         self._skt = skt
+        self._used = False
         self.port = int(skt.getsockname()[1])
 
     def listen(self, protocolFactory: IProtocolFactory) -> defer.Deferred[IListeningPort]:
+        # As Twisted's AdoptedStreamServerEndpoint: the socket serves one listener.
+        if self._used:
+            return defer.fail(AlreadyListened("the log Tub's socket is already listening"))
+        self._used = True
         try:
             port = self._reactor.adoptStreamPort(
                 self._skt.fileno(), self._skt.family, protocolFactory
@@ -90,13 +104,78 @@ def harden_log_tub() -> bool:
     def endpoint_for_port_number(portnum: int | None) -> tuple[int, Any]:
         if portnum is not None:
             return original(portnum)  # type: ignore[no-any-return]
-        skt = open_listening_socket(LOG_TUB_INTERFACE, 0, 50, socket.AF_INET)
+        skt = _sockets.listen(LOG_TUB_INTERFACE, 0, 50, socket.AF_INET)
         endpoint = AdoptedCoreSocketEndpoint(reactor, skt)
         return endpoint.port, endpoint
 
     endpoint_for_port_number._twisted_patch = True  # type: ignore[attr-defined]
     iputil._foolscapEndpointForPortNumber = endpoint_for_port_number
     return True
+
+
+# --- node directories -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """Where a Tahoe-LAFS node says it listens and which process it is."""
+
+    host: str
+    port: int
+    pid: int
+    pidfile: str
+    url: str
+
+
+def read_pidfile(path: str) -> int:
+    """The pid in a Tahoe ``running.process`` or a twistd ``twistd.pid`` file.
+
+    ``running.process`` (Tahoe 1.18+, allmydata/util/pid.py) holds
+    ``"PID CREATION_TIME\\n"``; ``twistd.pid`` holds ``"PID\\n"``.  The first
+    whitespace-separated field is the pid either way.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            content = f.read(4096)
+    except OSError as e:
+        raise ValueError(f"cannot read pid file {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"pid file {path} is not text") from None
+    fields = content.split()
+    try:
+        return check_pid(fields[0] if fields else "", f"the process id in {path}")
+    except ValueError as e:
+        raise ValueError(f"pid file {path} does not start with a process id: {e}") from None
+
+
+def read_node_dir(nodedir: str) -> NodeInfo:
+    """Read ``node.url`` and the pid file of a Tahoe node directory.
+
+    The pid file is ``running.process`` (Tahoe 1.18 and later, written by
+    ``tahoe run``) or else ``twistd.pid`` (older Tahoe, ``twistd``).
+    ValueError names what is missing or malformed.
+    """
+    if not os.path.isdir(nodedir):
+        raise ValueError(f"{nodedir} is not a directory")
+    url_path = os.path.join(nodedir, "node.url")
+    try:
+        with open(url_path, encoding="utf-8") as f:
+            url = f.read(4096).strip()
+    except OSError as e:
+        raise ValueError(
+            f"cannot read {url_path} ({e.strerror}): is this a Tahoe node directory, "
+            f"and has the node started its web server?"
+        ) from None
+    host, port = parse_target(url)
+    if host is None:
+        raise ValueError(f"{url_path} holds {url!r}, not a URL with a host")
+    for name in ("running.process", "twistd.pid"):
+        path = os.path.join(nodedir, name)
+        if os.path.exists(path):
+            return NodeInfo(host, port, read_pidfile(path), path, url)
+    raise ValueError(
+        f"no pid file (running.process or twistd.pid) in {nodedir}: is the node running?"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

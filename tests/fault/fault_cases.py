@@ -313,7 +313,10 @@ def run_case(shim: Shim, case: Case) -> dict[str, Any]:
             if hasattr(result, "value"):  # a Failure
                 exc = result.value
                 err = getattr(exc, "socketError", None)
-                outcome.update(type=type(exc).__name__, message=str(exc),
+                from twisted.internet.error import CannotListenError
+
+                kind = "CannotListenError" if isinstance(exc, CannotListenError) else None
+                outcome.update(type=kind or type(exc).__name__, message=str(exc),
                                cause=type(err).__name__,
                                errno=getattr(err, "errno", None),
                                stage=getattr(err, "stage", None))

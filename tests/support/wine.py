@@ -26,9 +26,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXT = ROOT / "ext"
-CSRC = Path(__file__).resolve().parent / "c"
+CSRC = ROOT / "tests" / "c"
 STRICT = ["-std=c11", "-Wall", "-Wextra", "-Werror"]
 MINGW_CC = "x86_64-w64-mingw32-gcc"
 WINDOWS_LIBS = ["-lws2_32"]

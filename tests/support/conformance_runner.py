@@ -15,20 +15,23 @@ import sys
 from collections import Counter
 
 import twisted_patch
-from twisted_patch import reactor as exclusive_reactor
+from twisted_patch.port import ExclusivePort
+from twisted_patch.port.dropin import dropin_class
+
+DropInExclusivePort = dropin_class(ExclusivePort)
 
 
 def main() -> None:
     counts_path = sys.argv[1]
     del sys.argv[1]
     counts: Counter[str] = Counter()
-    original = exclusive_reactor.DropInExclusivePort.startListening
+    original = DropInExclusivePort.startListening
 
-    def counting_start(self: exclusive_reactor.DropInExclusivePort) -> None:
+    def counting_start(self: ExclusivePort) -> None:
         original(self)
         counts[type(self.reactor).__name__] += 1
 
-    exclusive_reactor.DropInExclusivePort.startListening = counting_start  # type: ignore[method-assign]
+    DropInExclusivePort.startListening = counting_start  # type: ignore[method-assign]
 
     def write() -> None:
         with open(counts_path, "w") as f:

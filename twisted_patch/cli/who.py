@@ -9,7 +9,9 @@ import argparse
 import json
 import sys
 
-from twisted_patch.owner import Listener, OwnerLookupError, parse_target, who
+from twisted_patch._address import parse_target
+from twisted_patch.errors import format_address, format_host
+from twisted_patch.owner import Listener, OwnerLookupError, who
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,8 +37,8 @@ def format_table(found: list[Listener]) -> str:
         if item.pids_truncated:
             pids += ",..."
             names += ",..."
-        host = f"[{item.host}]" if ":" in item.host else item.host
-        rows.append((host, str(item.port), _cell(item.uid), _cell(item.user), pids, names))
+        rows.append((format_host(item.host), str(item.port), _cell(item.uid),
+                     _cell(item.user), pids, names))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join(
         "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows
@@ -58,6 +60,6 @@ def run(args: argparse.Namespace) -> int:
     elif found:
         print(format_table(found))
     else:
-        where = f"{host}:{port}" if host else f"port {port}"
+        where = format_address(host, port) if host else f"port {port}"
         print(f"nothing is listening on {where}", file=sys.stderr)
     return 0 if found else 1

@@ -60,7 +60,7 @@ def start_listener(
     python = sys.executable
     if uid is not None:
         # Our interpreter may live where another uid cannot run it (/root/.pyenv).
-        from twisted_patch.attacks import other_uid_python
+        from twisted_patch.cli.attacks import other_uid_python
 
         python = other_uid_python() or sys.executable
     cmd = [python, "-I", "-c", _LISTENER, str(port), "1" if reuseport else "0", *hosts]

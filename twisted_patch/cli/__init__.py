@@ -16,17 +16,17 @@ from collections.abc import Sequence
 SUBCOMMANDS: list[tuple[str, str, str]] = [
     (
         "probe",
-        "twisted_patch._cli_probe",
+        "twisted_patch.cli.attack_table",
         "attack a plain Twisted listener and an xtcp listener from another process; "
         "print the table",
     ),
-    ("who", "twisted_patch._cli_who", "who listens on HOST:PORT: address, uid, user, pids, names"),
+    ("who", "twisted_patch.cli.who", "who listens on HOST:PORT: address, uid, user, pids, names"),
     (
         "verify",
-        "twisted_patch._cli_verify",
+        "twisted_patch.cli.verify",
         "exit 0 iff HOST:PORT is owned by the expected uid/pid",
     ),
-    ("plugin-cache", "twisted_patch._cli_plugin_cache", "rewrite Twisted's plugin cache"),
+    ("plugin-cache", "twisted_patch.cli.plugin_cache", "rewrite Twisted's plugin cache"),
 ]
 
 

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parent.parent
 ROOT = TESTS.parent
 FAULT_SHIM_SRC = TESTS / "fault" / "xbfault.c"
 

@@ -1,7 +1,7 @@
 """A local attacker, run as a separate process by ``twisted-patch probe`` and the tests.
 
 Uses only the standard library (it may run as another user, from any Python),
-and is run as a script: ``python _attack.py JSON``.  JSON describes one bind:
+and is run as a script: ``python attacker_child.py JSON``.  JSON describes one bind:
 ``{"family": 4|6, "host": "...", "port": P, "options": ["reuseaddr", ...],
 "v6only": true|false, "listen": true, "wait": SECONDS}``.
 

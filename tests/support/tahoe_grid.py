@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted_patch import owner
-from twisted_patch.attacks import has_ipv6_loopback as has_ipv6
+from twisted_patch.cli.attacks import has_ipv6_loopback as has_ipv6
 
 STOP_BOUND = 15.0  # seconds between SIGTERM and SIGKILL
 START_BOUND = 60.0  # seconds for node.url / a port to appear
@@ -355,7 +355,7 @@ while True:
 class Squatter:
     """Another process of the same user listening on ``host:port`` until closed.
 
-    Unlike ``twisted_patch.attacks.AttackerProcess`` (which exits after its
+    Unlike ``twisted_patch.cli.attacks.AttackerProcess`` (which exits after its
     first accepted connection), it keeps the port whatever connects to it --
     a Tahoe node dials its own tub port, which would free the port mid-test.
     Always ended by its pid (``close``).

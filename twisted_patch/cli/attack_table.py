@@ -1,4 +1,4 @@
-"""``twisted-patch probe``: attack plain Twisted and twisted-patch listeners, print the table.
+"""``twisted-patch probe``, the attack table: plain Twisted and xtcp listeners attacked.
 
 Starts, on free loopback ports, a plain Twisted ``tcp:`` listener and an
 ``xtcp:`` listener (on 127.0.0.1, and on 0.0.0.0 for the specific-over-wildcard
@@ -18,7 +18,7 @@ from typing import Any
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Protocol, ServerFactory
 
-from twisted_patch.attacks import (
+from twisted_patch.cli.attacks import (
     Attack,
     Outcome,
     can_switch_uid,

@@ -10,7 +10,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from twisted_patch.owner import OwnerLookupError, parse_target, read_node_dir, verify
+from twisted_patch._address import check_pid, decimal, parse_target
+from twisted_patch.owner import OwnerLookupError, verify
+from twisted_patch.tahoe import read_node_dir
+
+
+def _pid(text: str) -> int:
+    try:
+        return check_pid(text, "--pid")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _uid(text: str) -> int:
+    try:
+        return decimal(text, "--uid", 0, 2**32 - 1, "a user id (a whole number, 0 or more)")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,8 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="127.0.0.1:3456, [::1]:3456 or http://127.0.0.1:3456/ (not with --node)",
     )
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--uid", type=int, help="expected owner uid (default: our own uid)")
-    group.add_argument("--pid", type=int, help="expected process id")
+    group.add_argument("--uid", type=_uid, help="expected owner uid (default: our own uid)")
+    group.add_argument("--pid", type=_pid, help="expected process id")
     group.add_argument("--user", help="expected user name (Windows: DOMAIN\\name or name)")
     group.add_argument(
         "--node",

@@ -1,7 +1,7 @@
 """The attacks a local process can try on a listening port, run from another process.
 
 Used by ``twisted-patch probe`` (the demo) and by the test suite.  Each attack
-starts ``_attack.py`` as a separate process (optionally as another user via
+starts ``attacker_child.py`` as a separate process (optionally as another user via
 ``setpriv``), which binds and listens the way an attacker would; if it gets to
 listen, a client then connects to the address the server's users would use,
 and the attacker reports whether it received that connection.
@@ -20,6 +20,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from twisted_patch.errors import format_address
 
 WINDOWS = sys.platform == "win32"
 NOBODY = 65534
@@ -145,18 +147,18 @@ def has_ipv6_loopback() -> bool:
 
 
 class AttackerProcess:
-    """A running ``_attack.py``; always ended by its pid (``close``)."""
+    """A running ``attacker_child.py``; always ended by its pid (``close``)."""
 
     def __init__(self, spec: dict[str, Any], other_uid: bool = False) -> None:
         self._tmp: str | None = None
-        script = str(Path(__file__).with_name("_attack.py"))
+        script = str(Path(__file__).with_name("attacker_child.py"))
         prefix: list[str] = []
         python = sys.executable
         if other_uid:
             # The other user must be able to read the script: copy it somewhere readable.
             self._tmp = tempfile.mkdtemp(prefix="twisted-patch-attack-")
             os.chmod(self._tmp, 0o755)
-            copy = os.path.join(self._tmp, "_attack.py")
+            copy = os.path.join(self._tmp, "attacker_child.py")
             shutil.copyfile(script, copy)
             os.chmod(copy, 0o644)
             script = copy
@@ -241,7 +243,7 @@ def run_attack(attack: Attack, port: int, wait: float = 3.0) -> Outcome:
         if second.get("accepted"):
             return Outcome("hijacked",
                            f"HIJACKED: the attacker received a client of "
-                           f"{_fmt(attack.connect_host, port)}", detail)
+                           f"{format_address(attack.connect_host, port)}", detail)
         return Outcome("hijacked",
                        "HIJACKED: the attacker listens on the port (this connection went "
                        "elsewhere)", detail)
@@ -263,5 +265,3 @@ def preclaim_listener(host: str = "127.0.0.1") -> tuple[AttackerProcess, int]:
     return attacker, int(first["port"])
 
 
-def _fmt(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

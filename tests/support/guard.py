@@ -144,7 +144,7 @@ def setpriv_available() -> str | None:
         return "not root: cannot start a process as another uid"
     if shutil.which("setpriv") is None:
         return "setpriv (util-linux) is not installed"
-    from twisted_patch.attacks import can_switch_uid
+    from twisted_patch.cli.attacks import can_switch_uid
 
     return can_switch_uid()
 
@@ -158,7 +158,7 @@ class Attacker:
         python = sys.executable
         if uid is not None:
             # Our interpreter may live where another uid cannot run it (/root/.pyenv).
-            from twisted_patch.attacks import other_uid_python
+            from twisted_patch.cli.attacks import other_uid_python
 
             python = other_uid_python() or sys.executable
         argv = [python, "-I", "-S", "-c", ATTACKER, host, str(port),

@@ -1,0 +1,413 @@
+"""The listening sequence every exclusive port class shares, whatever the reactor.
+
+:class:`ExclusiveListening` is mixed in before a Twisted port class
+(``tcp.Port`` for the select-style reactors, ``iocpreactor.tcp.Port`` for
+IOCP).  ``startListening`` runs, in order:
+
+1. the listening socket: a guard of ours for this address taken over, or a
+   new socket from the core (:mod:`twisted_patch._sockets`);
+2. the sibling guard (:mod:`twisted_patch.port.guards`), retried with a new
+   port number for port 0 when the sibling family's number is taken;
+3. the post-listen owner check (:mod:`twisted_patch.port.selfcheck`);
+4. the self-probe (:mod:`twisted_patch.port.selfprobe`);
+5. the port class's own ``_adopt_listening(skt)``: from here on, accepting
+   connections is Twisted's code.
+
+Stopping closes the guard with the port (after it, never before); when one
+listener of a pair of ours stops, the other guards the freed address again.
+
+A port class provides ``_adopt_listening(skt)`` (serve this listening socket),
+``_release_socket()`` (stop serving and hand the still-listening socket over),
+``_base_lose_connection``/``_base_connection_lost`` (its base class's methods)
+and ``_sibling_class`` (the class of a serve-mode sibling port).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer, main
+from twisted.internet.error import CannotListenError
+from twisted.logger import Logger
+from twisted.python import failure
+
+from twisted_patch import _sockets
+from twisted_patch._address import check_interface
+from twisted_patch.errors import NO_STACK, TAKEN, cannot_listen, format_address, listen_failure
+from twisted_patch.port import guards, selfcheck, selfprobe
+from twisted_patch.port.guards import PORT_ZERO_ATTEMPTS, Guard, Key, registry
+
+log = Logger()
+
+CONNECTION_DONE = failure.Failure(main.CONNECTION_DONE)
+
+
+class _SiblingBusy(Exception):
+    """The sibling address is held by someone else (carries the core's error)."""
+
+    def __init__(self, family: int, host: str, port: int, err: OSError, stage: str) -> None:
+        super().__init__(format_address(host, port))
+        self.family = family
+        self.host = host
+        self.port = port
+        self.err = err
+        self.stage = stage
+
+
+class ExclusiveListening:
+    """The exclusive listening sequence; see the module docstring.
+
+    ``guard``: ``serve``, ``refuse``, ``no`` or None for the default of the
+    address (serve for 127.0.0.1/::1, refuse for 0.0.0.0/::, no elsewhere).
+    ``probe``: ``strict`` (default), ``warn`` or ``off``.  After
+    ``startListening``, :attr:`sibling` is the port serving the other family
+    (guard=serve) and :attr:`probe_results` what the self-probe found.
+    """
+
+    # provided by the Twisted port class this is mixed into
+    port: Any
+    interface: str
+    backlog: int
+    factory: Any
+    reactor: Any
+    connected: Any
+    _realPortNumber: int | None
+
+    _sibling_class: type[Any]
+    _pending_socket: socket.socket | None = None  # a serve sibling's socket, until installed
+    probe_results: list[selfprobe.ProbeAttempt] | None = None
+    _closing_guard: socket.socket | None = None  # a refuse guard, closed after our socket
+
+    def _init_exclusive(self, guard: str | None, probe: str | None) -> None:
+        self.requested_guard = guards.check_guard(guard)
+        self.probe_mode = selfprobe.check_probe(probe)
+        self.guard_mode: str | None = None
+        try:
+            family, host = check_interface(self.interface)
+            self.guard_mode = guards.resolve_guard(self.requested_guard, family, host)
+        except ValueError:
+            pass  # reported by startListening as a CannotListenError
+
+    # --- hooks of the port class ------------------------------------------------
+
+    def _adopt_listening(self, skt: socket.socket) -> None:
+        raise NotImplementedError
+
+    def _release_socket(self) -> socket.socket:
+        raise NotImplementedError
+
+    def _base_lose_connection(self, connDone: failure.Failure) -> defer.Deferred[None] | None:
+        raise NotImplementedError
+
+    def _base_connection_lost(self, reason: failure.Failure) -> None:
+        raise NotImplementedError
+
+    # --- state -------------------------------------------------------------------
+
+    @property
+    def sibling(self) -> Any | None:
+        """The port serving the other family for us (guard=serve), or None."""
+        held = registry.guard_of(self)
+        return held.port if held is not None else None
+
+    # --- listening ---------------------------------------------------------------
+
+    def _exclusive_start(self) -> None:
+        try:
+            family, host = check_interface(self.interface)
+            mode = self.guard_mode
+            if mode is None:
+                # __init__ could not parse the interface (a transient failure: out of
+                # memory, resolver error) but startListening could: resolve the guard
+                # now instead of silently listening without one (found by fault injection).
+                mode = guards.resolve_guard(self.requested_guard, family, host)
+                self.guard_mode = mode
+        except ValueError as e:
+            raise listen_failure(self.interface, self.port, e) from None
+        asked = int(self.port or 0)
+        attempts = PORT_ZERO_ATTEMPTS if asked == 0 else 1
+        taken_from: ExclusiveListening | None = None
+        retried: list[int] = []  # port-0 numbers given up: taken in the sibling family
+        tried: list[str] = []  # the same, with why, for the message
+        sibling_absent = False
+        held: Guard | None = None
+        skt: socket.socket | None = None
+        for attempt in range(1, attempts + 1):
+            skt, taken_from = self._open_primary(family, host)
+            real = int(skt.getsockname()[1])
+            try:
+                held, sibling_absent = self._open_guard(mode, family, host, real)
+            except _SiblingBusy as busy:
+                skt.close()
+                retried.append(real)
+                tried.append(f"{real}: {busy.err.strerror or busy.err} on {busy}")
+                if attempt < attempts:
+                    continue
+                self._after_failed_takeover(taken_from)
+                context = ""
+                if asked == 0:
+                    context = (
+                        f"port 0 (any free port): {attempts} OS-chosen port numbers were "
+                        f"free for {format_address(host, 0)} but taken for the other "
+                        f"address family ({'; '.join(tried)})"
+                    )
+                raise cannot_listen(
+                    busy.host,
+                    busy.port,
+                    busy.err,
+                    busy.stage,
+                    holder=_sockets.holder_of(busy.host, busy.port, busy.family),
+                    asked=(host, asked),
+                    context=context,
+                ) from None
+            except BaseException:
+                skt.close()
+                self._after_failed_takeover(taken_from)
+                raise
+            break
+        assert skt is not None
+        key: Key = (family, host, real)
+        try:
+            selfcheck.ensure_exclusive(skt, host)  # no other process may share the port
+            report = self._probe(skt, mode, host, real, sibling_absent)
+            self._adopt_listening(skt)
+        except BaseException:
+            skt.close()  # no-op if _adopt_listening already closed it
+            self._drop_guard(held)
+            self._after_failed_takeover(taken_from)
+            raise
+        registry.add_listener(key, self)
+        if held is not None:
+            self._install_guard(held)
+        if report is not None:
+            report()  # after Twisted's own "starting on" message
+        log.info(
+            "twisted-patch: exclusive listener on {address}",
+            address=format_address(host, self._realPortNumber or 0),
+            interface=self.interface,
+            port=self._realPortNumber,
+            guard=mode,
+            probe=self.probe_mode,
+            sibling=None if held is None else held.key[1],
+            retried_ports=retried,
+            attempts=attempts,
+            port_class=type(self).__name__,
+        )
+
+    def _open_primary(
+        self, family: int, host: str
+    ) -> tuple[socket.socket, ExclusiveListening | None]:
+        """The listening socket: a guard of ours taken over, or a new one from the core."""
+        port = int(self.port or 0)
+        held = registry.guard_at((family, host, port)) if port != 0 else None
+        if held is None:
+            return _sockets.listen(host, port, self.backlog, family), None
+        # Take the guard over: the socket stays bound throughout.
+        if held.mode == "refuse":
+            assert held.socket is not None
+            skt = held.socket
+            try:
+                _sockets.listen_on(skt, self.backlog)
+            except _sockets.CoreError as e:
+                raise cannot_listen(host, port, e, e.stage) from None
+        else:
+            assert held.port is not None
+            skt = held.port._release_socket()
+            try:
+                _sockets.listen_on(skt, self.backlog)  # already listening: sets our backlog
+            except _sockets.CoreError as e:
+                skt.close()
+                registry.remove_guard(held)
+                held.owner._reguard()
+                raise cannot_listen(host, port, e, e.stage) from None
+        registry.remove_guard(held)
+        log.info(
+            "twisted-patch: {address} taken over from the {mode} guard of {owner}",
+            address=format_address(host, port),
+            mode=held.mode,
+            owner=repr(held.owner),
+        )
+        owner: ExclusiveListening = held.owner
+        return skt, owner
+
+    def _after_failed_takeover(self, owner: ExclusiveListening | None) -> None:
+        """We took a guard over and then failed: its owner guards again."""
+        if owner is not None and owner.connected:
+            owner._reguard()
+
+    def _open_guard(
+        self, mode: str, family: int, host: str, port: int
+    ) -> tuple[Guard | None, bool]:
+        """Open (not yet install) the sibling guard.
+
+        Returns (guard or None if none is needed or possible, whether the sibling
+        family is absent on this host).
+        """
+        if mode == "no":
+            return None, False
+        sib = guards.sibling_of(family, host)
+        if sib is None:
+            return None, False
+        sfamily, shost = sib
+        skey: Key = (sfamily, shost, port)
+        if registry.listener_at(skey) is not None:
+            return None, False  # one of our own listeners holds the sibling address
+        try:
+            if mode == "refuse":
+                skt = _sockets.open_guard(shost, port, sfamily)
+            else:
+                skt = _sockets.open_serving_guard(shost, port, self.backlog, sfamily)
+        except _sockets.CoreError as e:
+            code = e.errno if e.errno is not None else 0
+            if code in NO_STACK:
+                log.warn(
+                    "twisted-patch: no guard for {sibling} ({reason}): this host has no "
+                    "{family_name} address there, so nobody can be reached there either; "
+                    "if it appears later, restart this server to guard it",
+                    sibling=format_address(shost, port),
+                    reason=e.strerror,
+                    errno=code,
+                    stage=e.stage,
+                    family_name="IPv6" if sfamily == socket.AF_INET6 else "IPv4",
+                    address=format_address(host, port),
+                )
+                return None, True
+            if e.stage in ("bind", "listen") and code in TAKEN:
+                raise _SiblingBusy(sfamily, shost, port, e, e.stage) from None
+            raise cannot_listen(shost, port, e, e.stage, asked=(host, port)) from None
+        if mode == "refuse":
+            return Guard(skey, self, mode, socket=skt), False
+        sibling = self._sibling_class(
+            port, self.factory, self.backlog, shost, self.reactor, guard="no", probe="off"
+        )
+        sibling._pending_socket = skt
+        return Guard(skey, self, mode, port=sibling), False
+
+    def _install_guard(self, held: Guard) -> None:
+        if held.port is not None:
+            skt = held.port._pending_socket
+            held.port._pending_socket = None
+            held.port._adopt_listening(skt)
+        registry.add_guard(held)
+
+    @staticmethod
+    def _drop_guard(held: Guard | None) -> None:
+        """Close a guard that was opened but not installed."""
+        if held is None:
+            return
+        if held.socket is not None:
+            held.socket.close()
+        if held.port is not None and held.port._pending_socket is not None:
+            held.port._pending_socket.close()
+            held.port._pending_socket = None
+
+    def _reguard(self) -> None:
+        """Guard the sibling again (after the listener of ours that held it went away)."""
+        key = registry.key_of(self)
+        if key is None or registry.guard_of(self) is not None or not self.connected:
+            return
+        family, host, port = key
+        mode = self.guard_mode or "no"
+        try:
+            held, _ = self._open_guard(mode, family, host, port)
+        except _SiblingBusy as busy:
+            holder = _sockets.holder_of(busy.host, busy.port, busy.family)
+            log.error(
+                "twisted-patch: could not guard {sibling} again for {address}: {error} "
+                "(held by {holder})",
+                sibling=format_address(busy.host, busy.port),
+                address=format_address(host, port),
+                error=busy.err.strerror,
+                holder=holder or "a socket the owner lookup cannot see",
+            )
+            return
+        except CannotListenError as e:
+            log.error(
+                "twisted-patch: could not guard the other family of {address} again: {error}",
+                address=format_address(host, port),
+                error=str(e.socketError),
+            )
+            return
+        if held is not None:
+            self._install_guard(held)
+
+    def _probe(
+        self, skt: socket.socket, mode: str, host: str, port: int, sibling_absent: bool
+    ) -> Callable[[], None] | None:
+        """Run the self-probe; raise if strict and hijackable; return the logging to do."""
+        if self.probe_mode == "off":
+            return None
+        try:
+            results = selfprobe.run_probe(skt)
+        except _sockets.CoreError as e:
+            raise cannot_listen(host, port, e, e.stage) from None
+        self.probe_results = results
+        # Without a sibling address on this host there is nothing to guard;
+        # binds of that family's other addresses are reported, not fatal.
+        verdict = selfprobe.judge(results, "no" if sibling_absent else mode)
+        if self.probe_mode == "strict" and verdict.fatal:
+            raise selfprobe.hijackable_error(host, port, verdict.fatal)
+        label = "no (the other family is absent here)" if sibling_absent else mode
+        probe_mode = self.probe_mode
+        return lambda: selfprobe.report(verdict, probe_mode, host, port, label)
+
+    # --- stopping ----------------------------------------------------------------
+
+    def loseConnection(
+        self, connDone: failure.Failure = CONNECTION_DONE
+    ) -> defer.Deferred[None] | None:
+        """Stop listening; with a guard, the Deferred fires once both sockets are closed."""
+        d = self._base_lose_connection(connDone)
+        held = registry.guard_of(self)
+        if held is None or not self.connected:
+            return d
+        registry.remove_guard(held)
+        d2: defer.Deferred[None] | None = None
+        if held.port is not None:
+            d2 = held.port.loseConnection(connDone)
+        if held.socket is not None:
+            # closed right after our own socket (connectionLost), never before it
+            self._closing_guard = held.socket
+        if d is None or d2 is None:
+            return d
+        d.addCallback(lambda _: d2)
+        return d
+
+    stopListening = loseConnection
+
+    def connectionLost(self, reason: failure.Failure) -> None:
+        if not self.connected:
+            # Already closed: e.g. a serve sibling closed by its owner, then again by
+            # reactor.disconnectAll() at shutdown.
+            return
+        key = registry.key_of(self)
+        held = registry.guard_of(self)
+        try:
+            try:
+                if held is not None:
+                    # Called directly (reactor.disconnectAll at shutdown, or by a caller),
+                    # not through stopListening: the guard goes first, so that our own
+                    # factory.doStop() is the last one (it calls stopFactory).
+                    registry.remove_guard(held)
+                    if held.socket is not None:
+                        self._closing_guard = held.socket
+                    if held.port is not None:
+                        held.port.connectionLost(reason)
+            finally:
+                self._base_connection_lost(reason)
+        finally:
+            if self._closing_guard is not None:
+                self._closing_guard.close()
+                self._closing_guard = None
+            serving = registry.guard_serving_as(self)
+            if serving is not None:
+                # a serve-mode sibling stopped on its own: its owner has no guard now
+                registry.remove_guard(serving)
+            if key is not None and registry.remove_listener(key, self):
+                sib = guards.sibling_of(key[0], key[1])
+                if sib is not None:
+                    other = registry.listener_at((sib[0], sib[1], key[2]))
+                    if other is not None:
+                        other._reguard()
