@@ -24,12 +24,6 @@ pytestmark = pytest.mark.skipif(at.as_nobody_reason() is not None,
                                 reason=at.as_nobody_reason() or "")
 
 MAPPED = ["::", "::ffff:0.0.0.0", "::ffff:127.0.0.1"]
-NOT_YET = pytest.mark.xfail(strict=True, reason="issue 13.4: [::ffff:0.0.0.0] is not seen as "
-                            "the IPv4 wildcard")
-
-
-def cases() -> list[Any]:
-    return [pytest.param(h, marks=NOT_YET) if h == "::ffff:0.0.0.0" else h for h in MAPPED]
 
 
 @pytest.mark.parametrize("host", MAPPED)
@@ -43,7 +37,7 @@ def test_control_the_mapped_listener_receives_ipv4_clients(host: str) -> None:
         holder.stop()
 
 
-@pytest.mark.parametrize("host", cases())
+@pytest.mark.parametrize("host", MAPPED)
 def test_who_and_verify_see_it(host: str) -> None:
     port = at.free_port()
     holder = at.Holder(host, port, listen=True, v6only=0)
@@ -57,7 +51,7 @@ def test_who_and_verify_see_it(host: str) -> None:
         holder.stop()
 
 
-@pytest.mark.parametrize("host", cases())
+@pytest.mark.parametrize("host", MAPPED)
 def test_the_server_names_it(host: str) -> None:
     port = at.free_port()
     holder = at.Holder(host, port, listen=True, v6only=0)

@@ -58,7 +58,6 @@ def test_control_the_real_node_passes(tmp_path: Path, port: int) -> None:
         holder.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13.3: running.process's creation time is ignored")
 @pytest.mark.parametrize("offset", [-3600.0, -5.0, 5.0], ids=["an-hour-earlier", "5s-earlier",
                                                               "5s-later"])
 def test_reused_pid_is_an_impostor(tmp_path: Path, port: int, offset: float) -> None:
@@ -72,8 +71,6 @@ def test_reused_pid_is_an_impostor(tmp_path: Path, port: int, offset: float) -> 
         holder.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13.3: the socket's uid is not compared with the "
-                   "node directory's owner")
 def test_socket_of_another_uid_is_an_impostor(tmp_path: Path, port: int) -> None:
     holder = at.Holder("127.0.0.1", port, listen=True, uid=at.NOBODY)
     try:
@@ -91,8 +88,6 @@ def test_socket_of_another_uid_is_an_impostor(tmp_path: Path, port: int) -> None
         holder.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13.3: other processes holding the socket are "
-                   "not looked at")
 def test_another_process_holding_the_socket_is_named(tmp_path: Path, port: int) -> None:
     holder = at.Holder("127.0.0.1", port, listen=True, uid=None, forks=1)
     try:
