@@ -65,8 +65,6 @@ CASES = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13.2: bound, non-listening sockets are invisible "
-                   "to the start (and to the holder lookup)")
 @pytest.mark.parametrize("reuseaddr", [True, False], ids=["SO_REUSEADDR", "no-option"])
 @pytest.mark.parametrize(("server", "host", "v6only"), CASES,
                          ids=[f"{s.split(':')[0]}-{s.rsplit('=', 1)[-1] if '=' in s else 'any'}"
@@ -124,6 +122,86 @@ def test_control_the_placeholder_takes_the_address_later() -> None:
             assert c.recv(100) == b"attacker"
         finally:
             c.close()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _time_wait_entries(port: int) -> int:
+    import subprocess
+
+    out = subprocess.run(["ss", "-tanH", "state", "time-wait", f"sport = :{port}"],
+                         capture_output=True, text=True)
+    return len([line for line in out.stdout.splitlines() if line.strip()])
+
+
+def test_restart_over_time_wait_still_listens() -> None:
+    """The strict bind (no SO_REUSEADDR until listening) still restarts over the
+    TIME_WAIT entries of the connections it closed, as Twisted's own ports do."""
+    import shutil
+
+    if shutil.which("ss") is None:
+        pytest.skip("ss (iproute2) is needed to see the TIME_WAIT entries")
+    port = at.free_port()
+
+    class Bye(protocol.Protocol):
+        def connectionMade(self) -> None:
+            self.transport.loseConnection()  # the server closes first: TIME_WAIT is ours
+
+    f = protocol.Factory.forProtocol(Bye)
+    f.noisy = False
+    p = outcome(serverFromString(_reactor(), f"xtcp:{port}:interface=127.0.0.1").listen(f))
+    c = socket.create_connection(("127.0.0.1", port), timeout=SAFETY)
+    c.settimeout(0)
+    deadline = time.monotonic() + SAFETY
+    while time.monotonic() < deadline:
+        _reactor().iterate(0.001)
+        try:
+            if c.recv(10) == b"":
+                break
+        except BlockingIOError:
+            continue
+    c.close()
+    outcome(defer.maybeDeferred(p.stopListening))
+    assert _time_wait_entries(port) > 0, "no TIME_WAIT entry: the test shows nothing"
+    again = start(f"xtcp:{port}:interface=127.0.0.1")
+    assert not isinstance(getattr(again, "value", None), Exception), again
+    outcome(defer.maybeDeferred(again.stopListening))
+
+
+_TIME_WAIT_AND_PLACEHOLDER = r"""
+import os, socket, sys
+port = int(sys.argv[1])
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen()
+c = socket.socket(); c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+c.bind(("127.0.0.1", port)); c.connect(l.getsockname())
+a, _ = l.accept(); c.close(); a.close()          # TIME_WAIT with local port `port`
+p = socket.socket(); p.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+p.bind(("127.0.0.1", port))                      # the placeholder, not listening
+print("HOLDING", os.getpid(), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_placeholder_behind_a_time_wait_entry_is_found() -> None:
+    """uid 65534 makes a TIME_WAIT entry on the port (an outgoing connection from it,
+    closed first) and binds a placeholder beside it: the retry with SO_REUSEADDR that
+    TIME_WAIT calls for is not made, and the holder is named."""
+    import subprocess
+
+    port = at.free_port()
+    proc = subprocess.Popen(
+        at.nobody([at.SYSTEM_PYTHON, "-I", "-S", "-c", _TIME_WAIT_AND_PLACEHOLDER, str(port)]),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd="/")
+    try:
+        assert proc.stdout is not None
+        words = proc.stdout.readline().split()
+        assert words and words[0] == "HOLDING", words
+        result = start(f"xtcp:{port}:interface=127.0.0.1")
+        if not isinstance(getattr(result, "value", None), CannotListenError):
+            outcome(defer.maybeDeferred(result.stopListening))
+            pytest.fail("started beside a placeholder hidden behind a TIME_WAIT entry")
+        assert f"pid {words[1]}" in str(result.value), str(result.value)
     finally:
         proc.kill()
         proc.wait()

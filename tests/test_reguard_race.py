@@ -118,8 +118,6 @@ def race(binary: Path, shape: str, stopped: int, rounds: int) -> tuple[int, int]
     return won, rounds
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13.1: the survivor re-guards with a new socket; "
-                   "the stopped address is free in between")
 @pytest.mark.parametrize("stopped", [0, 1], ids=["first-stopped", "second-stopped"])
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 def test_attacker_never_gets_the_stopped_address(
@@ -215,3 +213,96 @@ def test_control_the_recreate_path_loses_rounds(spinner_binary: Path, host: str,
     record_property("control_won", f"{won}/{rounds}")
     print(f"\ncontrol ({host}, close then re-bind): attacker won {won} of {rounds}")
     assert won > 0, f"the attacker never won against the re-create path in {rounds} rounds"
+
+
+def _connect_outcome(host: str, port: int) -> tuple[bytes, bool]:
+    """(bytes received, refused) for one client of host:port, the reactor running."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    c = socket.socket(family, socket.SOCK_STREAM)
+    c.setblocking(False)
+    c.connect_ex((host, port))
+    data = b""
+    try:
+        deadline = time.monotonic() + SAFETY
+        while time.monotonic() < deadline:
+            _reactor().iterate(0.001)
+            try:
+                chunk = c.recv(100)
+            except BlockingIOError:
+                continue
+            except (ConnectionRefusedError, ConnectionResetError):
+                return data, True
+            if not chunk:
+                return data, False
+            data += chunk
+        raise TimeoutError(f"{host}:{port} neither answered nor closed")
+    finally:
+        c.close()
+
+
+def test_refuse_guard_where_a_socket_cannot_stop_listening(monkeypatch: Any) -> None:
+    """Where the OS cannot take a listening socket out of listening (macOS, the BSDs,
+    Windows: simulated here by making the core's unlisten fail as it fails there, with
+    ENOTCONN), the stopped wildcard's socket goes on listening as the refuse guard and
+    closes every connection at once: the address stays ours, nothing is served."""
+    from twisted_patch import _native
+
+    real = _native.unlisten
+
+    def cannot(handle: int) -> None:
+        s = socket.socket()
+        try:
+            real(s.fileno())  # ENOTCONN, as shutdown() of a listening socket on a BSD
+        finally:
+            s.close()
+
+    monkeypatch.setattr(_native, "unlisten", cannot)
+    port = at.free_port()
+    ports = [listen(f"xtcp:{port}"), listen(f"xtcp6:{port}")]
+    try:
+        stop(ports[0])
+        with pytest.raises(RuntimeError, match="could not take"):
+            at.Holder("0.0.0.0", port, listen=False, reuseaddr=True).stop()
+        data, _ = _connect_outcome("127.0.0.1", port)
+        assert data == b"", data
+    finally:
+        for p in ports:
+            if p.connected:
+                stop(p)
+
+
+def test_when_the_guard_cannot_be_made_the_address_is_still_kept(monkeypatch: Any) -> None:
+    """If turning the stopped listener's socket into the survivor's guard fails, the
+    socket is not closed (nobody can take the address) and an error-level event says
+    so, naming the address: the survivor never goes on silently shadowed."""
+    from twisted.logger import LogLevel, globalLogPublisher
+
+    from twisted_patch.port import ExclusivePort
+
+    real = ExclusivePort._install_guard
+
+    def broken(self: Any, held: Any, close_on_failure: bool = True) -> None:
+        if not close_on_failure:  # the hand-over, not a start
+            raise RuntimeError("injected failure")
+        real(self, held, close_on_failure)
+
+    monkeypatch.setattr(ExclusivePort, "_install_guard", broken)
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    port = at.free_port()
+    ports = [listen(f"xtcp:{port}:interface=127.0.0.1"), listen(f"xtcp6:{port}:interface=\\:\\:1")]
+    try:
+        stop(ports[0])
+        errors = [e for e in events if e.get("log_level") == LogLevel.error]
+        assert errors, "no error-level event"
+        assert errors[0].get("address") == f"127.0.0.1:{port}", errors[0]
+        assert "injected failure" in str(errors[0].get("error")), errors[0]
+        with pytest.raises(RuntimeError, match="could not take"):
+            at.Holder("127.0.0.1", port, listen=False, reuseaddr=True).stop()
+        stop(ports[1])  # the kept socket is closed with its owner
+        at.Holder("127.0.0.1", port, listen=True, uid=None).stop()
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+        for p in ports:
+            if p.connected:
+                stop(p)
