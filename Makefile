@@ -56,7 +56,7 @@ lint: venv
 pytest: install
 	$(VENV)/bin/pytest tests
 
-test: deps install lint docs pytest
+test: deps install lint docs test-cross pytest
 
 # The documentation site; warnings are errors (part of `make test`).
 docs: install
@@ -89,7 +89,11 @@ test-compat: wheel
 	  --deselect tests/test_packaging.py
 
 clean:
-	rm -rf build dist *.egg-info $(VENV) $(COMPAT_VENV) tests/c/build docs/_build
+	rm -rf build dist *.egg-info $(VENV) $(COMPAT_VENV) tests/native/c/build docs/_build
 
 # Sanitizers, fuzzing, valgrind, static analysis: test-asan, test-fuzz, test-valgrind, test-static.
 include hardening.mk
+# zig cc cross-compile checks for macOS and FreeBSD (test-cross, part of `make test`).
+include cross.mk
+# The release artefacts: `make dist` (sdist, manylinux wheel, Windows wheel; checked and installed).
+include dist.mk

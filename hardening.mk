@@ -1,8 +1,8 @@
 # hardening.mk -- "hardening the hardener" (issue 8), included by the Makefile.
 #
 #   make test-static     cppcheck + clang-tidy on ext/ (POSIX and, via mingw headers, Windows)
-#   make test-valgrind   every C test program tests/c/test_*.c under valgrind --leak-check=full
-#   make test-fuzz       every libFuzzer harness tests/fuzz/fuzz_*.c for FUZZ_SECONDS each
+#   make test-valgrind   every C test program tests/native/c/test_*.c under valgrind --leak-check=full
+#   make test-fuzz       every libFuzzer harness tests/native/fuzz/fuzz_*.c for FUZZ_SECONDS each
 #   make test-asan       the extension built with ASan+UBSan into .venv-asan, whole pytest suite
 #
 # `make test` runs the first three (after the pytest suite, which holds the fault-injection,
@@ -22,6 +22,8 @@ HCC ?= cc
 HBUILD := build/hardening
 FUZZ_SECONDS ?= 25
 ASAN_VENV ?= .venv-asan
+# What test-asan runs (default: the whole suite); e.g. ASAN_TESTS="tests/test_owner.py".
+ASAN_TESTS ?= tests
 
 # The C core of this platform without the Python binding.
 CORE_SRCS := $(sort $(filter-out ext/module.c ext/%win32.c ext/%_darwin.c ext/%_none.c,$(wildcard ext/*.c)))
@@ -74,7 +76,7 @@ test-static: deps
 	echo "test-static: clean ($$(( $$(date +%s) - start )) s)"
 
 # --- C tests under valgrind -----------------------------------------------------------
-# Every tests/c/*.c is a C test program: built natively with the core (CORE_SRCS) and run
+# Every tests/native/c/*.c is a C test program: built natively with the core (CORE_SRCS) and run
 # under valgrind with no arguments; it must exit 0.  Programs that include xbfault.h get
 # the fault shim linked in.  A program that needs something else says so here, one line:
 #   VG_ARGS_<name>   its arguments          VG_SRCS_<name>  the ext/ files instead of CORE_SRCS
@@ -85,16 +87,16 @@ VG_SRCS_owner_none_test := ext/owner_none.c ext/owner_common.c
 VG_SKIP := owner_win32_test
 test-valgrind: deps
 	@start=$$(date +%s); mkdir -p $(HBUILD)/c; n=0; \
-	for src in tests/c/*.c; do \
+	for src in tests/native/c/*.c; do \
 	  [ -e "$$src" ] || continue; \
 	  name=$$(basename $$src .c); \
 	  case " $(VG_SKIP) " in *" $$name "*) echo "valgrind: $$name skipped (VG_SKIP: not a native test)"; continue;; esac; \
 	  grep -q 'main *(' $$src || continue; \
-	  extra=""; if grep -q 'xbfault.h' $$src; then extra="tests/fault/xbfault.c -ldl -lpthread"; fi; \
+	  extra=""; if grep -q 'xbfault.h' $$src; then extra="tests/native/fault/xbfault.c -ldl -lpthread"; fi; \
 	  srcs="$(CORE_SRCS)"; args=""; \
 	  $(foreach v,$(filter VG_SRCS_%,$(.VARIABLES)),[ "$$name" = "$(patsubst VG_SRCS_%,%,$(v))" ] && srcs="$($(v))"; ) \
 	  $(foreach v,$(filter VG_ARGS_%,$(.VARIABLES)),[ "$$name" = "$(patsubst VG_ARGS_%,%,$(v))" ] && args="$($(v))"; ) \
-	  $(HCC) -std=c11 -g -O0 $(STRICT_CFLAGS) -Iext -Itests/fault -Itests/c -o $(HBUILD)/c/$$name \
+	  $(HCC) -std=c11 -g -O0 $(STRICT_CFLAGS) -Iext -Itests/native/fault -Itests/native/c -o $(HBUILD)/c/$$name \
 	    $$src $$srcs $$extra || exit 1; \
 	  echo "valgrind $$name $$args"; \
 	  $(VALGRIND) -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect,possible \
@@ -106,24 +108,24 @@ test-valgrind: deps
 	echo "test-valgrind: $$n program(s) clean ($$(( $$(date +%s) - start )) s)"
 
 # --- libFuzzer ----------------------------------------------------------------------
-# Each harness runs FUZZ_SECONDS from its seed corpus tests/fuzz/corpus/<harness>/ (read
+# Each harness runs FUZZ_SECONDS from its seed corpus tests/native/fuzz/corpus/<harness>/ (read
 # only here; new inputs go to $(HBUILD)/fuzz/<harness>.work, merge them with the command
 # in docs/hardening.rst).  Crashes are written to $(HBUILD)/fuzz/ and fail the target.
 FUZZ_FLAGS := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iext
 test-fuzz: deps
 	@start=$$(date +%s); mkdir -p $(HBUILD)/fuzz; n=0; \
-	for src in tests/fuzz/fuzz_*.c; do \
+	for src in tests/native/fuzz/fuzz_*.c; do \
 	  [ -e "$$src" ] || continue; \
 	  name=$$(basename $$src .c); \
 	  missing=""; for sym in $$(sed -n 's|^// fuzz-requires: *||p' $$src); do \
 	    grep -q "$$sym" $(CORE_HDRS) || missing="$$missing $$sym"; done; \
 	  if [ -n "$$missing" ]; then echo "SKIP $$name: ext/xbind.h has no$$missing yet"; continue; fi; \
 	  $(CLANG) $(FUZZ_FLAGS) -o $(HBUILD)/fuzz/$$name $$src $(CORE_SRCS) || exit 1; \
-	  mkdir -p tests/fuzz/corpus/$$name $(HBUILD)/fuzz/$$name.work; \
+	  mkdir -p tests/native/fuzz/corpus/$$name $(HBUILD)/fuzz/$$name.work; \
 	  echo "fuzz $$name for $(FUZZ_SECONDS) s"; \
 	  $(HBUILD)/fuzz/$$name -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
 	    -print_final_stats=1 -artifact_prefix=$(HBUILD)/fuzz/$$name- \
-	    $(HBUILD)/fuzz/$$name.work tests/fuzz/corpus/$$name > $(HBUILD)/fuzz/$$name.log 2>&1; rc=$$?; \
+	    $(HBUILD)/fuzz/$$name.work tests/native/fuzz/corpus/$$name > $(HBUILD)/fuzz/$$name.log 2>&1; rc=$$?; \
 	  grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units)' $(HBUILD)/fuzz/$$name.log; \
 	  if [ $$rc -ne 0 ]; then tail -n 60 $(HBUILD)/fuzz/$$name.log; echo "FAIL: $$name (exit $$rc)"; exit 1; fi; \
 	  n=$$((n+1)); \
@@ -163,10 +165,10 @@ test-asan: deps
 	  so = open(n.__file__, 'rb').read(); ok = b'__asan_report' in so and b'__ubsan_handle' in so; \
 	  print(('ASan+UBSan build in use: ' if ok else 'NOT an ASan+UBSan build: ') + n.__file__); \
 	  sys.exit(0 if ok else 1)" ); \
-	rc=0; $(ASAN_VENV)/bin/pytest -p no:cacheprovider tests || rc=$$?; \
+	rc=0; $(ASAN_VENV)/bin/pytest -p no:cacheprovider $(ASAN_TESTS) || rc=$$?; \
 	if ls $$logs/* >/dev/null 2>&1; then cat $$logs/*; echo "FAIL: sanitizer reports above"; exit 1; fi; \
 	if [ $$rc -ne 0 ]; then echo "FAIL: pytest under ASan+UBSan (exit $$rc)"; exit $$rc; fi; \
-	echo "test-asan: whole suite passed, zero sanitizer reports ($$(( $$(date +%s) - start )) s)"
+	echo "test-asan: $(ASAN_TESTS) passed, zero sanitizer reports ($$(( $$(date +%s) - start )) s)"
 
 hardening-clean:
 	rm -rf $(HBUILD) $(ASAN_VENV)

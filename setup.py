@@ -16,25 +16,25 @@ from setuptools import Extension, setup
 
 COMMON = ["ext/module.c", "ext/addr.c", "ext/probe.c"]
 
-if sys.platform == "win32":
-    PLATFORM = ["ext/xbind_win32.c"]
-    LIBRARIES = ["ws2_32"]
-else:
-    PLATFORM = ["ext/xbind_posix.c"]
-    LIBRARIES = []
 
+def c_sources(platform: str) -> tuple[list[str], list[str]]:
+    """The C files and libraries of the extension for a ``sys.platform`` value.
 
-# Owner lookup (who holds a port): one file per OS, "none" elsewhere.
-if sys.platform == "win32":
-    OWNER = ["ext/owner_win32.c"]
-    LIBRARIES += ["iphlpapi", "advapi32"]
-elif sys.platform.startswith("linux"):
-    OWNER = ["ext/owner_linux.c"]
-elif sys.platform == "darwin":
-    OWNER = ["ext/owner_darwin.c"]
-else:
-    OWNER = ["ext/owner_none.c"]
-OWNER = ["ext/owner_common.c", *OWNER]
+    A function so that `make test-cross` (tests/native/cross/check.py) compiles,
+    for macOS and FreeBSD, exactly the files a build there would.
+    """
+    if platform == "win32":
+        return COMMON + ["ext/xbind_win32.c", "ext/owner_common.c", "ext/owner_win32.c"], [
+            "ws2_32", "iphlpapi", "advapi32"]
+    # Owner lookup (who holds a port): one file per OS, "none" elsewhere; owner_posix.c
+    # (uid -> user name) is shared by the POSIX backends.
+    if platform.startswith("linux"):
+        owner = ["ext/owner_linux.c", "ext/owner_posix.c"]
+    elif platform == "darwin":
+        owner = ["ext/owner_darwin.c", "ext/owner_posix.c"]
+    else:
+        owner = ["ext/owner_none.c"]
+    return COMMON + ["ext/xbind_posix.c", "ext/owner_common.c", *owner], []
 
 
 def compile_args() -> list[str]:
@@ -49,21 +49,23 @@ def link_args() -> list[str]:
     return shlex.split(os.environ.get("TWISTED_PATCH_LDFLAGS", ""))
 
 
-native = Extension(
-    "twisted_patch._native",
-    sources=COMMON + PLATFORM + OWNER,
-    include_dirs=["ext"],
-    depends=["ext/xbind.h"],
-    libraries=LIBRARIES,
-    define_macros=[("Py_LIMITED_API", "0x03090000")],
-    py_limited_api=True,
-    extra_compile_args=compile_args(),
-    extra_link_args=link_args(),
-)
+if __name__ == "__main__":  # setuptools' build backend runs this file as __main__
+    SOURCES, LIBRARIES = c_sources(sys.platform)
+    native = Extension(
+        "twisted_patch._native",
+        sources=SOURCES,
+        include_dirs=["ext"],
+        depends=["ext/xbind.h"],
+        libraries=LIBRARIES,
+        define_macros=[("Py_LIMITED_API", "0x03090000")],
+        py_limited_api=True,
+        extra_compile_args=compile_args(),
+        extra_link_args=link_args(),
+    )
 
-setup(
-    ext_modules=[native],
-    packages=["twisted_patch", "twisted_patch.port", "twisted_patch.cli", "twisted.plugins"],
-    package_data={"twisted_patch": ["py.typed", "_native.pyi"]},
-    options={"bdist_wheel": {"py_limited_api": "cp39"}},
-)
+    setup(
+        ext_modules=[native],
+        packages=["twisted_patch", "twisted_patch.port", "twisted_patch.cli", "twisted.plugins"],
+        package_data={"twisted_patch": ["py.typed", "_native.pyi"]},
+        options={"bdist_wheel": {"py_limited_api": "cp39"}},
+    )

@@ -209,12 +209,13 @@ def table(figures: Sequence[Figure]) -> str:
 class ServerProcess:
     """``bench/server.py ENDPOINT`` in its own process, optionally pinned to one CPU."""
 
-    def __init__(self, description: str, cpu: int | None = None) -> None:
+    def __init__(self, description: str, cpu: int | None = None,
+                 extra_args: Sequence[str] = ()) -> None:
         import subprocess
 
         self.description = description
         self.proc = subprocess.Popen(
-            [sys.executable, os.path.join(HERE, "server.py"), description],
+            [sys.executable, os.path.join(HERE, "server.py"), description, *extra_args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -44,6 +44,7 @@ FULL: dict[str, Any] = {
     "listen_reps": 9,
     "owner_sizes": [100, 1_000, 10_000],
     "owner_reps": 7,
+    "owner_busy": (200, 50),  # processes of uid 65534, listening sockets each
     "memory_connections": 1_000,
     "memory_reps": 6,
 }
@@ -56,6 +57,7 @@ QUICK: dict[str, Any] = {
     "listen_reps": 2,
     "owner_sizes": [10, 30],
     "owner_reps": 2,
+    "owner_busy": (2, 3),
     "memory_connections": 20,
     "memory_reps": 1,
 }

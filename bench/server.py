@@ -1,4 +1,4 @@
-"""A trivial Twisted HTTP server for the benchmarks: ``server.py ENDPOINT``.
+"""A trivial Twisted HTTP server for the benchmarks: ``server.py ENDPOINT [--discover=PREFIX]``.
 
 ENDPOINT is a server endpoint string (``tcp:0:interface=127.0.0.1`` or
 ``xtcp:0:interface=127.0.0.1``); nothing else differs between the two runs.
@@ -6,6 +6,15 @@ The server answers every request with a fixed 2-byte body, keeps the
 connection open unless the request says ``Connection: close``, prints
 ``LISTENING <port>`` once it listens (the parent reads its memory from /proc).
 SIGTERM stops it (Twisted's default handler).
+
+``--discover=PREFIX`` first runs Twisted's plugin discovery of endpoint-string
+parsers the way ``serverFromString`` runs it for a prefix it does not know
+itself: load the plugins one by one until one has that prefix (``xtcp``: the
+scan an ``xtcp:`` string makes, which stops at twisted-patch's plugin file;
+a prefix no plugin has: every endpoint plugin installed).  The controls of
+bench/memory.py: they pay the scan without using any plugin; the server exits
+with an error if the scan imported twisted-patch's runtime (the plugin file
+must not).
 
 The protocol is deliberately minimal (not twisted.web) so that accepting and
 serving connections -- which is Twisted's own ``tcp.Port`` code in both runs --
@@ -46,8 +55,23 @@ class TinyHTTP(protocol.Protocol):
             self.transport.write(RESPONSE_KEEP)
 
 
+def discover(prefix: str) -> None:
+    from twisted.internet.interfaces import IStreamServerEndpointStringParser
+    from twisted.plugin import getPlugins
+
+    for plugin in getPlugins(IStreamServerEndpointStringParser):
+        if plugin.prefix.lower() == prefix.lower():
+            break
+    loaded = [m for m in ("twisted_patch._native", "twisted_patch.endpoint") if m in sys.modules]
+    if loaded:
+        sys.exit(f"the plugin scan imported {loaded}: not a control")
+
+
 def main() -> None:
     description = sys.argv[1]
+    for arg in sys.argv[2:]:
+        if arg.startswith("--discover="):
+            discover(arg.split("=", 1)[1])
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 8192 and hard != soft:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(8192, hard), hard))

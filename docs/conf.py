@@ -7,11 +7,14 @@ it has no compiled ``_native`` extension.  Warnings are errors (``-W``), so a
 page listed in the toctree must exist and every cross-reference must resolve.
 """
 
+from importlib.metadata import version as _installed_version
+
 project = "twisted-patch"
 author = "twisted-patch developers"
 copyright = "2026, twisted-patch developers"
-release = "0.1.0"
-version = "0.1"
+# The one version is twisted_patch.__version__; the installed metadata carries it.
+release = _installed_version("twisted-patch")
+version = ".".join(release.split(".")[:2])
 
 extensions = ["sphinx.ext.autodoc", "sphinx.ext.viewcode"]
 

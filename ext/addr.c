@@ -21,25 +21,15 @@
 #  include <netdb.h>
 #endif
 
-static int fail(xb_error *err, int code, const char *detail)
-{
-    if (err) {
-        err->stage = XB_STAGE_ADDRESS;
-        err->code = code;
-        err->detail = detail;
-    }
-    return -1;
-}
-
 int xb_addr_parse(const char *host, long port, int family, xb_addr *out, xb_error *err)
 {
     if (out == NULL)
-        return fail(err, EINVAL, "no output address");
+        return xb_fail(err, XB_STAGE_ADDRESS, EINVAL, "no output address");
     memset(out, 0, sizeof(*out));
     if (family != AF_UNSPEC && family != AF_INET && family != AF_INET6)
-        return fail(err, EAFNOSUPPORT, "address family is neither IPv4 nor IPv6");
+        return xb_fail(err, XB_STAGE_ADDRESS, EAFNOSUPPORT, "address family is neither IPv4 nor IPv6");
     if (port < 0 || port > 65535)
-        return fail(err, EINVAL, "port out of range 0-65535");
+        return xb_fail(err, XB_STAGE_ADDRESS, EINVAL, "port out of range 0-65535");
 
     if (host == NULL || host[0] == '\0') {
         if (family == AF_INET6) {
@@ -59,13 +49,13 @@ int xb_addr_parse(const char *host, long port, int family, xb_addr *out, xb_erro
     }
 
     if (strlen(host) >= XB_ADDRSTRLEN)
-        return fail(err, EINVAL, "address text too long");
+        return xb_fail(err, XB_STAGE_ADDRESS, EINVAL, "address text too long");
 
     /* Strict dotted quad for IPv4: inet_pton refuses "127.1" and "0x7f.0.0.1". */
     struct in_addr a4;
     if (inet_pton(AF_INET, host, &a4) == 1) {
         if (family == AF_INET6)
-            return fail(err, EAFNOSUPPORT, "an IPv4 address was given where IPv6 is required");
+            return xb_fail(err, XB_STAGE_ADDRESS, EAFNOSUPPORT, "an IPv4 address was given where IPv6 is required");
         struct sockaddr_in *sin = (struct sockaddr_in *)&out->ss;
         sin->sin_family = AF_INET;
         sin->sin_addr = a4;
@@ -74,7 +64,7 @@ int xb_addr_parse(const char *host, long port, int family, xb_addr *out, xb_erro
         return 0;
     }
     if (strchr(host, ':') == NULL)
-        return fail(err, EINVAL, "not a numeric IP address");
+        return xb_fail(err, XB_STAGE_ADDRESS, EINVAL, "not a numeric IP address");
 
     /* IPv6, possibly with a scope id: getaddrinfo does the %scope part. */
     struct addrinfo hints, *res = NULL;
@@ -87,22 +77,22 @@ int xb_addr_parse(const char *host, long port, int family, xb_addr *out, xb_erro
         /* Only EAI_NONAME says the text is not an address; a resolver or
          * memory failure must not be reported as the caller's mistake. */
         if (gai == EAI_MEMORY)
-            return fail(err, ENOMEM, "out of memory while parsing the IPv6 address");
+            return xb_fail(err, XB_STAGE_ADDRESS, ENOMEM, "out of memory while parsing the IPv6 address");
 #ifdef EAI_SYSTEM
         if (gai == EAI_SYSTEM)
-            return fail(err, errno ? errno : EIO, "getaddrinfo failed while parsing the IPv6 address");
+            return xb_fail(err, XB_STAGE_ADDRESS, errno ? errno : EIO, "getaddrinfo failed while parsing the IPv6 address");
 #endif
         if (gai != 0 && gai != EAI_NONAME)
-            return fail(err, EAGAIN, "getaddrinfo failed while parsing the IPv6 address");
-        return fail(err, EINVAL, "not a numeric IP address");
+            return xb_fail(err, XB_STAGE_ADDRESS, EAGAIN, "getaddrinfo failed while parsing the IPv6 address");
+        return xb_fail(err, XB_STAGE_ADDRESS, EINVAL, "not a numeric IP address");
     }
     if (family == AF_INET) {
         freeaddrinfo(res);
-        return fail(err, EAFNOSUPPORT, "an IPv6 address was given where IPv4 is required");
+        return xb_fail(err, XB_STAGE_ADDRESS, EAFNOSUPPORT, "an IPv6 address was given where IPv4 is required");
     }
     if (res->ai_family != AF_INET6 || res->ai_addrlen > sizeof(out->ss)) {
         freeaddrinfo(res);
-        return fail(err, EINVAL, "not a numeric IP address");
+        return xb_fail(err, XB_STAGE_ADDRESS, EINVAL, "not a numeric IP address");
     }
     memcpy(&out->ss, res->ai_addr, (size_t)res->ai_addrlen);
     out->len = (xb_socklen)res->ai_addrlen;
@@ -178,7 +168,7 @@ int xb_listen_ex(const xb_addr *addr, int backlog, unsigned flags, xb_sock *out,
     xb_sock s = XB_BADSOCK;
 
     if (out == NULL || addr == NULL)
-        return fail(err, EINVAL, "no address");
+        return xb_fail(err, XB_STAGE_ADDRESS, EINVAL, "no address");
     *out = XB_BADSOCK;
     if (xb_socket_open(xb_addr_family(addr), &s, err) != 0)
         return -1;

@@ -11,6 +11,12 @@
  *     subclass whose errno/strerror are the OS's and which carries
  *     .stage ("socket", "option", "bind", "listen", ...), .detail (the call
  *     or option) and .address ("127.0.0.1:3456" or None).
+ *
+ * BindError lives in the module's state (multi-phase init, PEP 489), as
+ * CPython's own socket module keeps its exception types: every function
+ * reaches it through its module object `self`.  The state exists before
+ * anything can fail, so even a failure of the platform's setup (WSAStartup)
+ * raises BindError.
  */
 #ifndef Py_LIMITED_API
 #  define Py_LIMITED_API 0x03090000
@@ -23,7 +29,14 @@
 #include <limits.h>
 #include <string.h>
 
-static PyObject *BindError; /* owned by the module */
+typedef struct native_state {
+    PyObject *bind_error; /* twisted_patch._native.BindError (strong reference) */
+} native_state;
+
+static native_state *get_state(PyObject *module)
+{
+    return (native_state *)PyModule_GetState(module);
+}
 
 /* --- socket handles ---------------------------------------------------- */
 
@@ -62,21 +75,30 @@ static int sock_converter(PyObject *obj, void *out)
 
 /* --- errors ------------------------------------------------------------ */
 
-static PyObject *raise_error(const xb_error *err, const xb_addr *addr)
+/* Raise err as ValueError (a bad address) or as the module's BindError; returns NULL. */
+static PyObject *raise_error(PyObject *module, const xb_error *err, const xb_addr *addr)
 {
     char text[256];
     char where[XB_ADDRSTRLEN];
     PyObject *exc = NULL, *args = NULL, *value = NULL;
+    native_state *st;
 
     if (err->stage == XB_STAGE_ADDRESS) {
         PyErr_SetString(PyExc_ValueError, err->detail ? err->detail : "invalid address");
+        return NULL;
+    }
+    st = get_state(module);
+    if (st == NULL)
+        return NULL;
+    if (st->bind_error == NULL) {
+        PyErr_SetString(PyExc_SystemError, "twisted_patch._native: BindError is not set up");
         return NULL;
     }
     xb_strerror(err->code, text, sizeof(text));
     args = Py_BuildValue("(is)", err->code, text);
     if (args == NULL)
         return NULL;
-    exc = PyObject_CallObject(BindError, args);
+    exc = PyObject_CallObject(st->bind_error, args);
     Py_DECREF(args);
     if (exc == NULL)
         return NULL;
@@ -101,7 +123,7 @@ static PyObject *raise_error(const xb_error *err, const xb_addr *addr)
         goto error;
     Py_DECREF(value);
 
-    PyErr_SetObject(BindError, exc);
+    PyErr_SetObject(st->bind_error, exc);
     Py_DECREF(exc);
     return NULL;
 
@@ -112,7 +134,7 @@ error:
 }
 
 /* Parse (host, port, family) from Python values into an xb_addr. */
-static int parse_addr(PyObject *host, long port, int family, xb_addr *out)
+static int parse_addr(PyObject *module, PyObject *host, long port, int family, xb_addr *out)
 {
     PyObject *bytes = NULL;
     const char *text = NULL;
@@ -136,7 +158,7 @@ static int parse_addr(PyObject *host, long port, int family, xb_addr *out)
     rc = xb_addr_parse(text, port, family, out, &err);
     Py_XDECREF(bytes);
     if (rc != 0) {
-        raise_error(&err, NULL);
+        raise_error(module, &err, NULL);
         return -1;
     }
     return 0;
@@ -186,10 +208,9 @@ static PyObject *py_parse_address(PyObject *self, PyObject *args)
     int family = AF_UNSPEC;
     xb_addr addr;
 
-    (void)self;
     if (!PyArg_ParseTuple(args, "Ol|i:parse_address", &host, &port, &family))
         return NULL;
-    if (parse_addr(host, port, family, &addr) != 0)
+    if (parse_addr(self, host, port, family, &addr) != 0)
         return NULL;
     return addr_to_tuple(&addr);
 }
@@ -206,11 +227,10 @@ static PyObject *py_open_socket(PyObject *self, PyObject *args)
     xb_sock s;
     xb_error err = {XB_STAGE_NONE, 0, NULL};
 
-    (void)self;
     if (!PyArg_ParseTuple(args, "i:open_socket", &family))
         return NULL;
     if (xb_socket_open(family, &s, &err) != 0)
-        return raise_error(&err, NULL);
+        return raise_error(self, &err, NULL);
     PyObject *result = sock_to_py(s);
     if (result == NULL)
         (void)xb_close(s);
@@ -229,7 +249,6 @@ static PyObject *py_bind(PyObject *self, PyObject *args)
     xb_addr addr, name;
     xb_error err = {XB_STAGE_NONE, 0, NULL};
 
-    (void)self;
     if (!PyArg_ParseTuple(args, "O&Ol:bind", sock_converter, &s, &host, &port))
         return NULL;
     if (xb_socket_name(s, &name, &err) != 0) {
@@ -237,13 +256,13 @@ static PyObject *py_bind(PyObject *self, PyObject *args)
         /* Windows: an unbound socket has no name; take the family from the address. */
         name.ss.ss_family = AF_UNSPEC;
 #else
-        return raise_error(&err, NULL);
+        return raise_error(self, &err, NULL);
 #endif
     }
-    if (parse_addr(host, port, name.ss.ss_family, &addr) != 0)
+    if (parse_addr(self, host, port, name.ss.ss_family, &addr) != 0)
         return NULL;
     if (xb_socket_bind(s, &addr, &err) != 0)
-        return raise_error(&err, &addr);
+        return raise_error(self, &err, &addr);
     Py_RETURN_NONE;
 }
 
@@ -258,7 +277,6 @@ static PyObject *py_listen(PyObject *self, PyObject *args)
     xb_addr name;
     xb_error err = {XB_STAGE_NONE, 0, NULL};
 
-    (void)self;
     if (!PyArg_ParseTuple(args, "O&i:listen", sock_converter, &s, &backlog))
         return NULL;
     if (backlog < 0) {
@@ -267,7 +285,7 @@ static PyObject *py_listen(PyObject *self, PyObject *args)
     }
     if (xb_socket_listen(s, backlog, &err) != 0) {
         xb_error ignored;
-        return raise_error(&err, xb_socket_name(s, &name, &ignored) == 0 ? &name : NULL);
+        return raise_error(self, &err, xb_socket_name(s, &name, &ignored) == 0 ? &name : NULL);
     }
     Py_RETURN_NONE;
 }
@@ -285,12 +303,11 @@ static PyObject *py_unlisten(PyObject *self, PyObject *args)
     xb_addr name;
     xb_error err = {XB_STAGE_NONE, 0, NULL};
 
-    (void)self;
     if (!PyArg_ParseTuple(args, "O&:unlisten", sock_converter, &s))
         return NULL;
     if (xb_socket_unlisten(s, &err) != 0) {
         xb_error ignored;
-        return raise_error(&err, xb_socket_name(s, &name, &ignored) == 0 ? &name : NULL);
+        return raise_error(self, &err, xb_socket_name(s, &name, &ignored) == 0 ? &name : NULL);
     }
     Py_RETURN_NONE;
 }
@@ -313,17 +330,16 @@ static PyObject *py_listen_tcp(PyObject *self, PyObject *args)
     xb_sock s;
     xb_error err = {XB_STAGE_NONE, 0, NULL};
 
-    (void)self;
     if (!PyArg_ParseTuple(args, "Oli|ip:listen_tcp", &host, &port, &backlog, &family, &strict))
         return NULL;
     if (backlog < 0) {
         PyErr_Format(PyExc_ValueError, "backlog must be 0 or more, not %d", backlog);
         return NULL;
     }
-    if (parse_addr(host, port, family, &addr) != 0)
+    if (parse_addr(self, host, port, family, &addr) != 0)
         return NULL;
     if (xb_listen_ex(&addr, backlog, strict ? XB_LISTEN_STRICT_BIND : 0u, &s, &err) != 0)
-        return raise_error(&err, &addr);
+        return raise_error(self, &err, &addr);
     PyObject *result = sock_to_py(s);
     if (result == NULL)
         (void)xb_close(s);
@@ -336,12 +352,11 @@ static PyObject *py_close(PyObject *self, PyObject *args)
 {
     xb_sock s;
 
-    (void)self;
     if (!PyArg_ParseTuple(args, "O&:close", sock_converter, &s))
         return NULL;
     if (xb_close(s) != 0) {
         xb_error err = {XB_STAGE_SOCKET, xb_last_error(), "close"};
-        return raise_error(&err, NULL);
+        return raise_error(self, &err, NULL);
     }
     Py_RETURN_NONE;
 }
@@ -358,11 +373,10 @@ static PyObject *py_socket_options(PyObject *self, PyObject *args)
     xb_sockopts o;
     xb_error err = {XB_STAGE_NONE, 0, NULL};
 
-    (void)self;
     if (!PyArg_ParseTuple(args, "O&:socket_options", sock_converter, &s))
         return NULL;
     if (xb_socket_options(s, &o, &err) != 0)
-        return raise_error(&err, NULL);
+        return raise_error(self, &err, NULL);
     return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:i}",
                          "reuseaddr", o.reuseaddr, "reuseport", o.reuseport,
                          "exclusiveaddruse", o.exclusiveaddruse, "v6only", o.v6only,
@@ -478,22 +492,27 @@ error:
 }
 
 PyDoc_STRVAR(listeners_doc,
-"listeners(port, self_only=False, processes=True) -> list of (family, host, port, uid, user,\n"
-"    inode, v6only, pids, names, pids_truncated)\n\n"
+"listeners(port, self_only=False, processes=True, all_processes=False)\n"
+"    -> list of (family, host, port, uid, user, inode, v6only, pids, names, pids_truncated)\n\n"
 "Every TCP listener on port (1-65535), both families, wildcard and specific\n"
 "addresses.  uid, user, inode and v6only are None where unknown; pids and\n"
 "names are tuples (names[i] None where unknown).  self_only: on Linux, look\n"
 "for holding processes only in this process (no walk of /proc).  processes=False:\n"
-"on Linux, no search for holding processes at all (inodes only).  Raises BindError with\n"
+"on Linux, no search for holding processes at all (inodes only).  all_processes: on\n"
+"Linux, walk every process we may inspect, not only those of the listeners' uids and\n"
+"our own (finds a socket handed to a process of a third uid).  Raises BindError with\n"
 "stage 'owner' when the lookup fails or is not supported on this OS.");
 
 typedef int (*owner_lookup_fn)(int, unsigned, xb_listeners *, xb_error *);
 
-static PyObject *owner_list(PyObject *args, const char *format, owner_lookup_fn lookup)
+static PyObject *owner_list(PyObject *self, PyObject *args, PyObject *kwargs, const char *format,
+                            owner_lookup_fn lookup)
 {
+    static char *keywords[] = {"port", "self_only", "processes", "all_processes", NULL};
     long port;
     int self_only = 0;
     int processes = 1;
+    int all_processes = 0;
     unsigned flags;
     xb_listeners list = {NULL, 0, 0};
     xb_error err = {XB_STAGE_NONE, 0, NULL};
@@ -501,19 +520,21 @@ static PyObject *owner_list(PyObject *args, const char *format, owner_lookup_fn 
     size_t i;
     int rc;
 
-    if (!PyArg_ParseTuple(args, format, &port, &self_only, &processes))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, format, keywords, &port, &self_only,
+                                     &processes, &all_processes))
         return NULL;
     if (port < 1 || port > 65535) {
         PyErr_Format(PyExc_ValueError, "port %ld is out of range: give a number from 1 to 65535",
                      port);
         return NULL;
     }
-    flags = (self_only ? XB_OWNER_SELF_ONLY : 0u) | (processes ? 0u : XB_OWNER_NO_PROCESSES);
+    flags = (self_only ? XB_OWNER_SELF_ONLY : 0u) | (processes ? 0u : XB_OWNER_NO_PROCESSES) |
+            (all_processes ? XB_OWNER_ALL_PROCESSES : 0u);
     Py_BEGIN_ALLOW_THREADS
     rc = lookup((int)port, flags, &list, &err);
     Py_END_ALLOW_THREADS
     if (rc != 0)
-        return raise_error(&err, NULL);
+        return raise_error(self, &err, NULL);
     result = PyList_New(0);
     for (i = 0; result != NULL && i < list.count; i++) {
         PyObject *item = listener_to_tuple(&list.items[i]);
@@ -528,24 +549,23 @@ static PyObject *owner_list(PyObject *args, const char *format, owner_lookup_fn 
     return result;
 }
 
-static PyObject *py_listeners(PyObject *self, PyObject *args)
+static PyObject *py_listeners(PyObject *self, PyObject *args, PyObject *kwargs)
 {
-    (void)self;
-    return owner_list(args, "l|pp:listeners", xb_owner_listeners);
+    return owner_list(self, args, kwargs, "l|ppp:listeners", xb_owner_listeners);
 }
 
 PyDoc_STRVAR(bound_doc,
-"bound(port, self_only=False, processes=True) -> list of tuples as listeners()\n\n"
+"bound(port, self_only=False, processes=True, all_processes=False)\n"
+"    -> list of tuples as listeners()\n\n"
 "Every TCP socket on port that is bound but neither listening nor connected\n"
 "(a placeholder that can listen as soon as the address is free), both families.\n"
 "Linux 6.6+ (sock_diag TCP_BOUND_INACTIVE); an older kernel reports none\n"
 "(see BOUND_VISIBLE).  Raises BindError with stage 'owner' on failure, errno\n"
 "ENOSYS (Windows: ERROR_NOT_SUPPORTED) where the OS cannot list them.");
 
-static PyObject *py_bound(PyObject *self, PyObject *args)
+static PyObject *py_bound(PyObject *self, PyObject *args, PyObject *kwargs)
 {
-    (void)self;
-    return owner_list(args, "l|pp:bound", xb_owner_bound);
+    return owner_list(self, args, kwargs, "l|ppp:bound", xb_owner_bound);
 }
 
 PyDoc_STRVAR(timewait_doc,
@@ -560,7 +580,6 @@ static PyObject *py_timewait(PyObject *self, PyObject *args)
     xb_error err = {XB_STAGE_NONE, 0, NULL};
     int rc;
 
-    (void)self;
     if (!PyArg_ParseTuple(args, "l:timewait", &port))
         return NULL;
     if (port < 1 || port > 65535) {
@@ -572,7 +591,7 @@ static PyObject *py_timewait(PyObject *self, PyObject *args)
     rc = xb_owner_timewait((int)port, &count, &err);
     Py_END_ALLOW_THREADS
     if (rc != 0)
-        return raise_error(&err, NULL);
+        return raise_error(self, &err, NULL);
     return PyLong_FromSize_t(count);
 }
 
@@ -590,14 +609,13 @@ static PyObject *py_process_start_time(PyObject *self, PyObject *args)
     xb_error err = {XB_STAGE_NONE, 0, NULL};
     int rc;
 
-    (void)self;
     if (!PyArg_ParseTuple(args, "l:process_start_time", &pid))
         return NULL;
     Py_BEGIN_ALLOW_THREADS
     rc = xb_process_start_time(pid, &started, &err);
     Py_END_ALLOW_THREADS
     if (rc != 0)
-        return raise_error(&err, NULL);
+        return raise_error(self, &err, NULL);
     return PyFloat_FromDouble(started);
 }
 
@@ -616,14 +634,13 @@ static PyObject *py_process_user(PyObject *self, PyObject *args)
     PyObject *uid_obj, *user_obj, *result;
     int rc;
 
-    (void)self;
     if (!PyArg_ParseTuple(args, "l:process_user", &pid))
         return NULL;
     Py_BEGIN_ALLOW_THREADS
     rc = xb_owner_process_user(pid, &uid, user, sizeof(user), &err);
     Py_END_ALLOW_THREADS
     if (rc != 0)
-        return raise_error(&err, NULL);
+        return raise_error(self, &err, NULL);
     if (uid < 0) {
         uid_obj = Py_None;
         Py_INCREF(uid_obj);
@@ -659,13 +676,12 @@ static PyObject *py_guard_open(PyObject *self, PyObject *args)
     xb_sock s;
     xb_error err = {XB_STAGE_NONE, 0, NULL};
 
-    (void)self;
     if (!PyArg_ParseTuple(args, "Ol|i:guard_open", &host, &port, &family))
         return NULL;
-    if (parse_addr(host, port, family, &addr) != 0)
+    if (parse_addr(self, host, port, family, &addr) != 0)
         return NULL;
     if (xb_guard_open(&addr, &s, &err) != 0)
-        return raise_error(&err, &addr);
+        return raise_error(self, &err, &addr);
     PyObject *result = sock_to_py(s);
     if (result == NULL)
         (void)xb_close(s);
@@ -692,11 +708,10 @@ static PyObject *py_probe(PyObject *self, PyObject *args)
     xb_error err = {XB_STAGE_NONE, 0, NULL};
     PyObject *list;
 
-    (void)self;
     if (!PyArg_ParseTuple(args, "O&:probe", sock_converter, &s))
         return NULL;
     if (xb_probe(s, results, XB_PROBE_MAX, &count, &err) != 0)
-        return raise_error(&err, NULL);
+        return raise_error(self, &err, NULL);
     list = PyList_New(0);
     if (list == NULL)
         return NULL;
@@ -731,9 +746,10 @@ static PyMethodDef native_methods[] = {
     {"close", py_close, METH_VARARGS, close_doc},
     {"socket_options", py_socket_options, METH_VARARGS, socket_options_doc},
     {"strerror", py_strerror, METH_VARARGS, strerror_doc},
-    {"listeners", py_listeners, METH_VARARGS, listeners_doc},
+    {"listeners", (PyCFunction)(void (*)(void))py_listeners, METH_VARARGS | METH_KEYWORDS,
+     listeners_doc},
     {"process_user", py_process_user, METH_VARARGS, process_user_doc},
-    {"bound", py_bound, METH_VARARGS, bound_doc},
+    {"bound", (PyCFunction)(void (*)(void))py_bound, METH_VARARGS | METH_KEYWORDS, bound_doc},
     {"timewait", py_timewait, METH_VARARGS, timewait_doc},
     {"process_start_time", py_process_start_time, METH_VARARGS, process_start_time_doc},
     {"guard_open", py_guard_open, METH_VARARGS, guard_open_doc},
@@ -744,48 +760,79 @@ static PyMethodDef native_methods[] = {
 PyDoc_STRVAR(module_doc,
 "twisted_patch._native: the exclusive-bind core (C) for twisted-patch.");
 
-static struct PyModuleDef native_module = {
-    PyModuleDef_HEAD_INIT, "twisted_patch._native", module_doc, -1, native_methods,
-    NULL, NULL, NULL, NULL
-};
+PyDoc_STRVAR(bind_error_doc,
+"An OS call of the exclusive-bind core failed; .stage, .detail and .address say where.");
 
-PyMODINIT_FUNC PyInit__native(void)
+static int native_exec(PyObject *m)
 {
-    PyObject *m;
+    native_state *st = get_state(m);
     xb_error err = {XB_STAGE_NONE, 0, NULL};
 
-    if (xb_startup(&err) != 0)
-        return raise_error(&err, NULL);
-    m = PyModule_Create(&native_module);
-    if (m == NULL)
-        return NULL;
-    BindError = PyErr_NewExceptionWithDoc(
-        "twisted_patch._native.BindError",
-        "An OS call of the exclusive-bind core failed; .stage, .detail and .address say where.",
-        PyExc_OSError, NULL);
-    if (BindError == NULL || PyModule_AddObject(m, "BindError", BindError) != 0) {
-        Py_XDECREF(BindError);
-        Py_DECREF(m);
-        return NULL;
+    if (st == NULL)
+        return -1;
+    /* BindError first: raise_error() needs it, the platform setup below included. */
+    st->bind_error = PyErr_NewExceptionWithDoc("twisted_patch._native.BindError", bind_error_doc,
+                                               PyExc_OSError, NULL);
+    if (st->bind_error == NULL)
+        return -1;
+    Py_INCREF(st->bind_error);
+    if (PyModule_AddObject(m, "BindError", st->bind_error) != 0) {
+        Py_DECREF(st->bind_error); /* not stolen on failure; the state keeps its own */
+        return -1;
     }
-    Py_INCREF(BindError); /* PyModule_AddObject stole one reference; keep ours */
+    if (xb_startup(&err) != 0) {
+        raise_error(m, &err, NULL);
+        return -1;
+    }
     if (PyModule_AddStringConstant(m, "PLATFORM_CORE",
 #ifdef _WIN32
                                    "win32"
 #else
                                    "posix"
 #endif
-                                   ) != 0) {
-        Py_DECREF(m);
-        return NULL;
-    }
-    if (PyModule_AddStringConstant(m, "OWNER_BACKEND", xb_owner_backend) != 0) {
-        Py_DECREF(m);
-        return NULL;
-    }
-    if (PyModule_AddIntConstant(m, "BOUND_VISIBLE", xb_owner_bound_visible()) != 0) {
-        Py_DECREF(m);
-        return NULL;
-    }
-    return m;
+                                   ) != 0)
+        return -1;
+    if (PyModule_AddStringConstant(m, "OWNER_BACKEND", xb_owner_backend) != 0)
+        return -1;
+    if (PyModule_AddIntConstant(m, "BOUND_VISIBLE", xb_owner_bound_visible()) != 0)
+        return -1;
+    return 0;
+}
+
+static int native_traverse(PyObject *m, visitproc visit, void *arg)
+{
+    native_state *st = get_state(m);
+
+    if (st != NULL)
+        Py_VISIT(st->bind_error);
+    return 0;
+}
+
+static int native_clear(PyObject *m)
+{
+    native_state *st = get_state(m);
+
+    if (st != NULL)
+        Py_CLEAR(st->bind_error);
+    return 0;
+}
+
+static void native_free(void *m)
+{
+    (void)native_clear((PyObject *)m);
+}
+
+static PyModuleDef_Slot native_slots[] = {
+    {Py_mod_exec, (void *)native_exec},
+    {0, NULL}
+};
+
+static struct PyModuleDef native_module = {
+    PyModuleDef_HEAD_INIT, "twisted_patch._native", module_doc, sizeof(native_state),
+    native_methods, native_slots, native_traverse, native_clear, native_free
+};
+
+PyMODINIT_FUNC PyInit__native(void)
+{
+    return PyModuleDef_Init(&native_module);
 }

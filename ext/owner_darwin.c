@@ -21,59 +21,12 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <libproc.h>
-#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/proc_info.h>
 #include <unistd.h>
 
 const char xb_owner_backend[] = "darwin";
-
-static int fail(xb_error *err, int code, const char *detail)
-{
-    if (err) {
-        err->stage = XB_STAGE_OWNER;
-        err->code = code;
-        err->detail = detail;
-    }
-    return -1;
-}
-
-static int user_name(long long uid, char *user, size_t len, xb_error *err)
-{
-    struct passwd pw, *result = NULL;
-    long hint = sysconf(_SC_GETPW_R_SIZE_MAX);
-    size_t size = hint > 0 ? (size_t)hint : 4096;
-    char *buf = NULL;
-    int rc;
-
-    user[0] = '\0';
-    if (uid < 0)
-        return 0;
-    for (;;) {
-        char *bigger = (char *)realloc(buf, size);
-        if (bigger == NULL) {
-            free(buf);
-            return fail(err, ENOMEM, "getpwuid_r buffer");
-        }
-        buf = bigger;
-        rc = getpwuid_r((uid_t)uid, &pw, buf, size, &result);
-        if (rc == ERANGE && size < (1u << 20)) {
-            size *= 2;
-            continue;
-        }
-        break;
-    }
-    if (rc == 0 && result != NULL && result->pw_name != NULL) {
-        size_t n = strlen(result->pw_name);
-        if (n >= len)
-            n = len - 1;
-        memcpy(user, result->pw_name, n);
-        user[n] = '\0';
-    }
-    free(buf);
-    return rc == ENOMEM ? fail(err, ENOMEM, "getpwuid_r") : 0;
-}
 
 /* All pids, allocated; *count set. */
 static int list_pids(pid_t **out, int *count, xb_error *err)
@@ -87,16 +40,16 @@ static int list_pids(pid_t **out, int *count, xb_error *err)
         pid_t *pids;
         int got;
         if (bytes <= 0)
-            return fail(err, errno ? errno : EIO, "proc_listpids");
+            return xb_fail(err, XB_STAGE_OWNER, errno ? errno : EIO, "proc_listpids");
         bytes += 64 * (int)sizeof(pid_t); /* room for processes started meanwhile */
         pids = (pid_t *)malloc((size_t)bytes);
         if (pids == NULL)
-            return fail(err, ENOMEM, "pid list");
+            return xb_fail(err, XB_STAGE_OWNER, ENOMEM, "pid list");
         got = proc_listpids(PROC_ALL_PIDS, 0, pids, bytes);
         if (got <= 0) {
             int e = errno ? errno : EIO;
             free(pids);
-            return fail(err, e, "proc_listpids");
+            return xb_fail(err, XB_STAGE_OWNER, e, "proc_listpids");
         }
         if (got < bytes) {
             *out = pids;
@@ -105,7 +58,7 @@ static int list_pids(pid_t **out, int *count, xb_error *err)
         }
         free(pids); /* the buffer was filled: maybe more, try again larger */
     }
-    return fail(err, EAGAIN, "proc_listpids (process table keeps growing)");
+    return xb_fail(err, XB_STAGE_OWNER, EAGAIN, "proc_listpids (process table keeps growing)");
 }
 
 static int scan_process(pid_t pid, int port, xb_listeners *out, xb_error *err)
@@ -121,7 +74,7 @@ static int scan_process(pid_t pid, int port, xb_listeners *out, xb_error *err)
     bytes += 16 * (int)sizeof(struct proc_fdinfo);
     fds = (struct proc_fdinfo *)malloc((size_t)bytes);
     if (fds == NULL)
-        return fail(err, ENOMEM, "fd list");
+        return xb_fail(err, XB_STAGE_OWNER, ENOMEM, "fd list");
     bytes = proc_pidinfo(pid, PROC_PIDLISTFDS, 0, fds, bytes);
     if (bytes <= 0) {
         free(fds);
@@ -159,7 +112,7 @@ static int scan_process(pid_t pid, int port, xb_listeners *out, xb_error *err)
         if (item == NULL) {
             item = xb_listeners_add(out);
             if (item == NULL) {
-                rc = fail(err, ENOMEM, "listener list");
+                rc = xb_fail(err, XB_STAGE_OWNER, ENOMEM, "listener list");
                 break;
             }
             item->family = family;
@@ -171,7 +124,7 @@ static int scan_process(pid_t pid, int port, xb_listeners *out, xb_error *err)
                                             : (const void *)&ini->insi_laddr.ina_6,
                           item->host, (socklen_t)sizeof(item->host)) == NULL) {
                 out->count--;
-                rc = fail(err, errno, "inet_ntop");
+                rc = xb_fail(err, XB_STAGE_OWNER, errno, "inet_ntop");
                 break;
             }
         }
@@ -205,14 +158,13 @@ int xb_owner_listeners(int port, unsigned flags, xb_listeners *out, xb_error *er
     pid_t *pids = NULL;
     pid_t self = getpid();
     int count = 0, i, rc = 0;
-    size_t k;
 
     (void)flags; /* XB_OWNER_SELF_ONLY: nothing to skip here */
     if (out == NULL)
-        return fail(err, EINVAL, "no output list");
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "no output list");
     xb_listeners_free(out);
     if (port < 1 || port > 65535)
-        return fail(err, EINVAL, "port out of range 1-65535");
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "port out of range 1-65535");
     /* Our own process first. */
     if (scan_process(self, port, out, err) != 0)
         goto failed;
@@ -229,9 +181,8 @@ int xb_owner_listeners(int port, unsigned flags, xb_listeners *out, xb_error *er
     free(pids);
     if (rc != 0)
         goto failed;
-    for (k = 0; k < out->count; k++)
-        if (user_name(out->items[k].uid, out->items[k].user, sizeof(out->items[k].user), err) != 0)
-            goto failed;
+    if (xb_owner_fill_users(out, err) != 0)
+        goto failed;
     return 0;
 
 failed:
@@ -244,17 +195,17 @@ int xb_owner_process_user(long pid, long long *uid, char *user, size_t userlen, 
     struct proc_bsdinfo info;
 
     if (uid == NULL || user == NULL || userlen == 0)
-        return fail(err, EINVAL, "xb_owner_process_user");
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "xb_owner_process_user");
     *uid = -1;
     user[0] = '\0';
     if (pid <= 0)
-        return fail(err, ESRCH, "no such process");
+        return xb_fail(err, XB_STAGE_OWNER, ESRCH, "no such process");
     memset(&info, 0, sizeof(info));
     if (proc_pidinfo((pid_t)pid, PROC_PIDTBSDINFO, 0, &info, (int)sizeof(info)) !=
         (int)sizeof(info))
-        return fail(err, errno ? errno : ESRCH, "proc_pidinfo(PROC_PIDTBSDINFO)");
+        return xb_fail(err, XB_STAGE_OWNER, errno ? errno : ESRCH, "proc_pidinfo(PROC_PIDTBSDINFO)");
     *uid = (long long)info.pbi_uid;
-    return user_name(*uid, user, userlen, err);
+    return xb_owner_user_name(*uid, user, userlen, err);
 }
 
 /* --- issue 13: bound placeholders, process start times ------------------ */

@@ -5,19 +5,22 @@
  *    restricted in the kernel to TCP_LISTEN sockets (idiag_states) whose
  *    local port is the one asked for (INET_DIAG_REQ_BYTECODE with
  *    INET_DIAG_BC_S_GE / INET_DIAG_BC_S_LE, as iproute2's ss builds it).
- *    The kernel answers with the uid and socket inode of each listener,
- *    whoever owns it.  /proc/net/tcp is never read.
- * 2. inode -> processes: the links /proc/PID/fd/N -> "socket:[INODE]", our
- *    own process first, then every other process we are allowed to inspect
- *    (other users' processes are unreadable unless we are root: their
- *    listeners are then reported with the uid alone).
- * 3. Process names from /proc/PID/comm, user names from getpwuid_r().
+ *    The kernel answers with the uid, socket inode and socket cookie of
+ *    each listener, whoever owns it.  /proc/net/tcp is never read.
+ * 2. socket -> processes: our own process first, by getsockopt(SO_COOKIE)
+ *    on each of our descriptors (scan_self); then the other processes whose
+ *    /proc/PID belongs to a listener's uid or to ours, by the links
+ *    /proc/PID/fd/N -> "socket:[INODE]" (scan_others; other users'
+ *    processes are unreadable unless we are root: their listeners are then
+ *    reported with the uid alone).
+ * 3. Process names from /proc/PID/comm, user names from getpwuid_r()
+ *    (xb_owner_user_name, owner_posix.c).
  *
  * The reply parser xb_owner_parse_diag() is a pure function over a byte
  * buffer (see xbind.h) so that it can be fuzzed on its own.
  */
 #ifndef _GNU_SOURCE
-#  define _GNU_SOURCE 1 /* SOCK_CLOEXEC, O_CLOEXEC, readlinkat, getpwuid_r */
+#  define _GNU_SOURCE 1 /* SOCK_CLOEXEC, O_CLOEXEC, readlinkat */
 #endif
 #include "xbind.h"
 
@@ -30,10 +33,10 @@
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/uio.h>
@@ -54,16 +57,6 @@ const char xb_owner_backend[] = "linux";
  * up to 32 KiB); MSG_TRUNC is checked anyway. */
 #define XB_DIAG_BUFSIZE 65536
 
-static int fail(xb_error *err, int code, const char *detail)
-{
-    if (err) {
-        err->stage = XB_STAGE_OWNER;
-        err->code = code;
-        err->detail = detail;
-    }
-    return -1;
-}
-
 /* --- the pure reply parser ---------------------------------------------- */
 
 static int parse_attributes(const unsigned char *p, size_t len, xb_listener *item)
@@ -78,7 +71,7 @@ static int parse_attributes(const unsigned char *p, size_t len, xb_listener *ite
         if (a.nla_len < NLA_HDRLEN || a.nla_len > len - off)
             return -1;
         /* Only an AF_INET6 entry has a V6ONLY flag (xbind.h: -1 for AF_INET), whatever
-         * the reply says: found by tests/fuzz/fuzz_owner_netlink.c. */
+         * the reply says: found by tests/native/fuzz/fuzz_owner_netlink.c. */
         if ((a.nla_type & NLA_TYPE_MASK) == INET_DIAG_SKV6ONLY && a.nla_len >= NLA_HDRLEN + 1 &&
             item->family == AF_INET6)
             item->v6only = p[off + NLA_HDRLEN] ? 1 : 0;
@@ -99,7 +92,7 @@ static int parse_diag(const void *buf, size_t len, unsigned int seq, int port, i
     size_t off = 0;
 
     if (out == NULL || (buf == NULL && len != 0))
-        return fail(err, EINVAL, "xb_owner_parse_diag");
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "xb_owner_parse_diag");
 
     while (len - off >= NLMSG_HDRLEN) {
         struct nlmsghdr h;
@@ -107,23 +100,23 @@ static int parse_diag(const void *buf, size_t len, unsigned int seq, int port, i
 
         memcpy(&h, p + off, sizeof(h));
         if (h.nlmsg_len < NLMSG_HDRLEN || h.nlmsg_len > len - off)
-            return fail(err, EBADMSG, "sock_diag reply: bad netlink message length");
+            return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: bad netlink message length");
         if (h.nlmsg_seq != seq)
-            return fail(err, EBADMSG, "sock_diag reply: unexpected sequence number");
+            return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: unexpected sequence number");
         if (h.nlmsg_type == NLMSG_DONE)
             return 1;
         if (h.nlmsg_type == NLMSG_ERROR) {
             struct nlmsgerr e;
             if (h.nlmsg_len < NLMSG_HDRLEN + sizeof(e))
-                return fail(err, EBADMSG, "sock_diag reply: short error message");
+                return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: short error message");
             memcpy(&e, p + off + NLMSG_HDRLEN, sizeof(e));
             if (e.error < 0 && e.error > -4096)
-                return fail(err, -e.error, "NETLINK_SOCK_DIAG request");
+                return xb_fail(err, XB_STAGE_OWNER, -e.error, "NETLINK_SOCK_DIAG request");
             if (e.error != 0)
-                return fail(err, EBADMSG, "sock_diag reply: bad error code");
+                return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: bad error code");
             /* error 0 is an acknowledgement: nothing to do */
         } else if (h.nlmsg_flags & NLM_F_DUMP_INTR) {
-            return fail(err, EAGAIN, "sock_diag dump interrupted (sockets changed during it)");
+            return xb_fail(err, XB_STAGE_OWNER, EAGAIN, "sock_diag dump interrupted (sockets changed during it)");
         } else if (h.nlmsg_type == SOCK_DIAG_BY_FAMILY) {
             struct inet_diag_msg m;
             size_t payload = h.nlmsg_len - NLMSG_HDRLEN;
@@ -132,7 +125,7 @@ static int parse_diag(const void *buf, size_t len, unsigned int seq, int port, i
             int sport;
 
             if (payload < sizeof(m))
-                return fail(err, EBADMSG, "sock_diag reply: short inet_diag_msg");
+                return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: short inet_diag_msg");
             memcpy(&m, p + off + NLMSG_HDRLEN, sizeof(m));
             sport = ntohs(m.id.idiag_sport);
             if ((m.idiag_family == AF_INET || m.idiag_family == AF_INET6) &&
@@ -141,22 +134,26 @@ static int parse_diag(const void *buf, size_t len, unsigned int seq, int port, i
             (port < 0 || sport == port)) {
                 item = xb_listeners_add(out);
                 if (item == NULL)
-                    return fail(err, ENOMEM, "listener list");
+                    return xb_fail(err, XB_STAGE_OWNER, ENOMEM, "listener list");
                 item->family = m.idiag_family;
                 item->port = sport;
                 item->uid = (long long)m.idiag_uid;
                 item->inode = (unsigned long long)m.idiag_inode;
+                if (m.id.idiag_cookie[0] != INET_DIAG_NOCOOKIE ||
+                    m.id.idiag_cookie[1] != INET_DIAG_NOCOOKIE)
+                    item->cookie = (unsigned long long)m.id.idiag_cookie[0] |
+                                   ((unsigned long long)m.id.idiag_cookie[1] << 32);
                 if (inet_ntop(m.idiag_family, m.id.idiag_src, item->host,
                               (socklen_t)sizeof(item->host)) == NULL) {
                     out->count--;
-                    return fail(err, errno, "inet_ntop");
+                    return xb_fail(err, XB_STAGE_OWNER, errno, "inet_ntop");
                 }
                 if (m.idiag_family == AF_INET)
                     item->v6only = -1;
                 if (payload > head &&
                     parse_attributes(p + off + NLMSG_HDRLEN + head, payload - head, item) != 0) {
                     out->count--;
-                    return fail(err, EBADMSG, "sock_diag reply: bad attribute");
+                    return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: bad attribute");
                 }
             }
         }
@@ -167,7 +164,7 @@ static int parse_diag(const void *buf, size_t len, unsigned int seq, int port, i
         off += step;
     }
     if (off != len)
-        return fail(err, EBADMSG, "sock_diag reply: trailing bytes");
+        return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: trailing bytes");
     return 0;
 }
 
@@ -228,7 +225,7 @@ static int diag_dump(int family, int port, int state, unsigned int seq, unsigned
 
     fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
     if (fd < 0)
-        return fail(err, errno, "socket(AF_NETLINK, NETLINK_SOCK_DIAG)");
+        return xb_fail(err, XB_STAGE_OWNER, errno, "socket(AF_NETLINK, NETLINK_SOCK_DIAG)");
 
     memset(&kernel, 0, sizeof(kernel));
     kernel.nl_family = AF_NETLINK;
@@ -238,11 +235,11 @@ static int diag_dump(int family, int port, int state, unsigned int seq, unsigned
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            fail(err, errno, "sendto(NETLINK_SOCK_DIAG)");
+            xb_fail(err, XB_STAGE_OWNER, errno, "sendto(NETLINK_SOCK_DIAG)");
             goto out;
         }
         if ((size_t)n != sizeof(req)) {
-            fail(err, EIO, "sendto(NETLINK_SOCK_DIAG): short write");
+            xb_fail(err, XB_STAGE_OWNER, EIO, "sendto(NETLINK_SOCK_DIAG): short write");
             goto out;
         }
         break;
@@ -267,15 +264,15 @@ static int diag_dump(int family, int port, int state, unsigned int seq, unsigned
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            fail(err, errno, "recvmsg(NETLINK_SOCK_DIAG)");
+            xb_fail(err, XB_STAGE_OWNER, errno, "recvmsg(NETLINK_SOCK_DIAG)");
             goto out;
         }
         if (n == 0) {
-            fail(err, EBADMSG, "recvmsg(NETLINK_SOCK_DIAG): end of stream before NLMSG_DONE");
+            xb_fail(err, XB_STAGE_OWNER, EBADMSG, "recvmsg(NETLINK_SOCK_DIAG): end of stream before NLMSG_DONE");
             goto out;
         }
         if (mh.msg_flags & MSG_TRUNC) {
-            fail(err, EMSGSIZE, "recvmsg(NETLINK_SOCK_DIAG): reply truncated");
+            xb_fail(err, XB_STAGE_OWNER, EMSGSIZE, "recvmsg(NETLINK_SOCK_DIAG): reply truncated");
             goto out;
         }
         if (mh.msg_namelen < sizeof(from) || from.nl_family != AF_NETLINK || from.nl_pid != 0)
@@ -289,7 +286,7 @@ static int diag_dump(int family, int port, int state, unsigned int seq, unsigned
 
 out:
     if (close(fd) != 0 && rc == 0)
-        rc = fail(err, errno, "close(NETLINK_SOCK_DIAG)");
+        rc = xb_fail(err, XB_STAGE_OWNER, errno, "close(NETLINK_SOCK_DIAG)");
     return rc;
 }
 
@@ -349,18 +346,45 @@ static int parse_socket_link(const char *link, unsigned long long *inode)
     return 1;
 }
 
-/* Match the socket fds of one process against the listeners. */
+/* Record `pid` (named `name`, read once per process on first use) as a holder of
+ * list->items[i], unless it is already there.  Returns 1 if the pid was new for
+ * this listener (counted towards "every listener found in this process"). */
+static int add_holder(xb_listener *item, long pid, char *name, int *have_name)
+{
+    int k;
+
+    for (k = 0; k < item->npids; k++)
+        if (item->pids[k] == pid)
+            return 0; /* the same socket on two fds of one process */
+    if (item->npids >= XB_OWNER_MAXPIDS) {
+        item->pids_truncated = 1;
+        return 1;
+    }
+    if (!*have_name) {
+        read_comm(pid, name, XB_OWNER_NAMELEN);
+        *have_name = 1;
+    }
+    item->pids[item->npids] = pid;
+    memcpy(item->names[item->npids], name, XB_OWNER_NAMELEN);
+    item->npids++;
+    return 1;
+}
+
+/* Match the socket fds of one process (readlink of /proc/PID/fd/N) against the
+ * listeners.  Stops as soon as every listener has been found in it: later fds
+ * can only repeat a socket already counted. */
 static int scan_process(long pid, const char *fddir, xb_listeners *list, xb_error *err)
 {
     DIR *d;
     struct dirent *e;
     char name[XB_OWNER_NAMELEN];
     int have_name = 0, rc = 0;
+    size_t found = 0;
 
     d = opendir(fddir);
     if (d == NULL)
-        return skippable(errno) ? 0 : fail(err, errno, "opendir(/proc/PID/fd)");
-    for (;;) {
+        return skippable(errno) ? 0 : xb_fail(err, XB_STAGE_OWNER, errno, "opendir(/proc/PID/fd)");
+    while (found < list->count) {
         char link[64];
         ssize_t n;
         unsigned long long inode;
@@ -370,7 +394,7 @@ static int scan_process(long pid, const char *fddir, xb_listeners *list, xb_erro
         e = readdir(d);
         if (e == NULL) {
             if (errno != 0 && !skippable(errno))
-                rc = fail(err, errno, "readdir(/proc/PID/fd)");
+                rc = xb_fail(err, XB_STAGE_OWNER, errno, "readdir(/proc/PID/fd)");
             break;
         }
         if (e->d_name[0] == '.')
@@ -379,71 +403,200 @@ static int scan_process(long pid, const char *fddir, xb_listeners *list, xb_erro
         if (n < 0) {
             if (skippable(errno))
                 continue; /* closed meanwhile */
-            rc = fail(err, errno, "readlink(/proc/PID/fd/N)");
+            rc = xb_fail(err, XB_STAGE_OWNER, errno, "readlink(/proc/PID/fd/N)");
             break;
         }
         link[n] = '\0';
-        if (!parse_socket_link(link, &inode))
+        if (!parse_socket_link(link, &inode) || inode == 0)
             continue;
-        for (i = 0; i < list->count; i++) {
-            xb_listener *item = &list->items[i];
-            int k, seen = 0;
-            if (item->inode != inode || inode == 0)
-                continue;
-            for (k = 0; k < item->npids; k++)
-                if (item->pids[k] == pid)
-                    seen = 1;
-            if (seen)
-                continue; /* the same socket on two fds of one process */
-            if (item->npids >= XB_OWNER_MAXPIDS) {
-                item->pids_truncated = 1;
-                continue;
-            }
-            if (!have_name) {
-                read_comm(pid, name, sizeof(name));
-                have_name = 1;
-            }
-            item->pids[item->npids] = pid;
-            memcpy(item->names[item->npids], name, sizeof(name));
-            item->npids++;
-        }
+        for (i = 0; i < list->count; i++)
+            if (list->items[i].inode == inode)
+                found += (size_t)add_holder(&list->items[i], pid, name, &have_name);
     }
     if (closedir(d) != 0 && rc == 0)
-        rc = fail(err, errno, "closedir(/proc/PID/fd)");
+        rc = xb_fail(err, XB_STAGE_OWNER, errno, "closedir(/proc/PID/fd)");
     return rc;
 }
 
-static int find_processes(xb_listeners *list, int self_only, xb_error *err)
+/* --- inode -> processes: this process ------------------------------------
+ *
+ * Our own descriptors need no /proc/self/fd walk: getsockopt(SO_COOKIE) on
+ * each descriptor number below the size of our fd table gives each socket's
+ * cookie, which sock_diag reports for every listener (idiag_cookie).  A
+ * descriptor that is not a socket answers ENOTSOCK without any filesystem
+ * being asked (fstat() would ask NFS or FUSE, and can block on a dead
+ * server), a free number EBADF.  Where cookies are not available (a kernel
+ * before 4.12, headers without SO_COOKIE, a security module refusing the
+ * call) the readlink walk of /proc/self/fd does the job instead.
+ */
+
+/* Upper bound of our descriptor numbers: FDSize of /proc/thread-self/status
+ * (the size of the fd table getsockopt() looks in), else the soft
+ * RLIMIT_NOFILE, capped. */
+#define XB_FD_SCAN_CAP (1L << 20)
+
+static long fd_table_size(void)
+{
+    static const char *const paths[] = {"/proc/thread-self/status", "/proc/self/status"};
+    char text[4096];
+    struct rlimit rl;
+    size_t i;
+
+    for (i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        ssize_t n;
+        const char *p;
+        int fd = open(paths[i], O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        do {
+            n = read(fd, text, sizeof(text) - 1);
+        } while (n < 0 && errno == EINTR);
+        (void)close(fd); /* read-only: nothing can be lost */
+        if (n <= 0)
+            continue;
+        text[n] = '\0';
+        p = strstr(text, "\nFDSize:");
+        if (p != NULL) {
+            char *end;
+            long v;
+            errno = 0;
+            v = strtol(p + 8, &end, 10);
+            if (errno == 0 && end != p + 8 && v > 0)
+                return v < XB_FD_SCAN_CAP ? v : XB_FD_SCAN_CAP;
+        }
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        return rl.rlim_cur < (rlim_t)XB_FD_SCAN_CAP ? (long)rl.rlim_cur : XB_FD_SCAN_CAP;
+    return XB_FD_SCAN_CAP;
+}
+
+/* 0: done; 1: cookies cannot be used here (the caller walks /proc/self/fd);
+ * -1: failure (err filled). */
+static int scan_self_cookies(long self, xb_listeners *list, xb_error *err)
+{
+#ifdef SO_COOKIE
+    char name[XB_OWNER_NAMELEN];
+    int have_name = 0;
+    size_t found = 0, i;
+    long fd, size;
+
+    for (i = 0; i < list->count; i++)
+        if (list->items[i].cookie == 0)
+            return 1; /* the kernel did not report it */
+    size = fd_table_size();
+    for (fd = 0; fd < size && found < list->count; fd++) {
+        unsigned long long cookie = 0;
+        socklen_t len = (socklen_t)sizeof(cookie);
+
+        if (getsockopt((int)fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) != 0) {
+            if (errno == EBADF || errno == ENOTSOCK)
+                continue;
+            if (errno == ENOPROTOOPT || errno == EOPNOTSUPP || errno == EACCES || errno == EPERM ||
+                errno == EINVAL)
+                return 1; /* no cookies from this kernel, or not for us */
+            return xb_fail(err, XB_STAGE_OWNER, errno, "getsockopt(SO_COOKIE)");
+        }
+        if (len != (socklen_t)sizeof(cookie))
+            return 1;
+        for (i = 0; i < list->count; i++)
+            if (list->items[i].cookie == cookie)
+                found += (size_t)add_holder(&list->items[i], self, name, &have_name);
+    }
+    return 0;
+#else
+    (void)self;
+    (void)list;
+    (void)err;
+    return 1;
+#endif
+}
+
+static int scan_self(xb_listeners *list, xb_error *err)
+{
+    long self = (long)getpid();
+    char path[64];
+    size_t i;
+    int rc = scan_self_cookies(self, list, err);
+
+    if (rc <= 0)
+        return rc;
+    /* The walk starts again: forget what a partial cookie scan recorded. */
+    for (i = 0; i < list->count; i++) {
+        xb_listener *item = &list->items[i];
+        if (item->npids > 0 && item->pids[0] == self) {
+            item->npids = 0;
+            item->pids_truncated = 0;
+        }
+    }
+    if (snprintf(path, sizeof(path), "/proc/%ld/fd", self) >= (int)sizeof(path))
+        return xb_fail(err, XB_STAGE_OWNER, ENAMETOOLONG, "/proc/PID/fd");
+    return scan_process(self, path, list, err);
+}
+
+/* --- inode -> processes: other processes ----------------------------------
+ *
+ * A process is looked at (its /proc/PID/fd walked) only when /proc/PID
+ * belongs to a uid that owns one of the listeners, or to our own uid: one
+ * stat of /proc/PID each (the kernel gives /proc/PID the process's effective
+ * uid, dumpable or not), and a busy host's processes of other users cost
+ * nothing more.  The socket's uid is its creator's, so a daemon that switched
+ * uid before listening (twistd --uid) is found by it; our own uid covers a
+ * socket handed to one of our processes by someone else (socket activation
+ * with User=, seen by that user) and, when we are not root, is all we could
+ * read anyway.  Not found this way: a socket handed to a process of a third
+ * uid (SCM_RIGHTS, or socket activation with User=, as seen by root): such a
+ * listener is reported with its creator's processes only, unless
+ * XB_OWNER_ALL_PROCESSES asks for every process.  The walk ends early when
+ * no listener can take another pid (every list full and marked truncated).
+ */
+
+static int uid_wanted(const xb_listeners *list, uid_t uid, uid_t me)
+{
+    size_t i;
+
+    if (uid == me)
+        return 1;
+    for (i = 0; i < list->count; i++)
+        if (list->items[i].uid >= 0 && (unsigned long long)list->items[i].uid == (unsigned long long)uid)
+            return 1;
+    return 0;
+}
+
+static int all_truncated(const xb_listeners *list)
+{
+    size_t i;
+
+    for (i = 0; i < list->count; i++)
+        if (!list->items[i].pids_truncated)
+            return 0;
+    return 1;
+}
+
+static int scan_others(xb_listeners *list, int every_process, xb_error *err)
 {
     DIR *d;
     struct dirent *e;
     long self = (long)getpid();
+    uid_t me = geteuid();
     char path[64];
     int rc = 0;
-
-    /* Our own process first: the common question is "is it us?". */
-    if (snprintf(path, sizeof(path), "/proc/%ld/fd", self) >= (int)sizeof(path))
-        return fail(err, ENAMETOOLONG, "/proc/PID/fd");
-    if (scan_process(self, path, list, err) != 0)
-        return -1;
-    if (self_only)
-        return 0;
 
     d = opendir("/proc");
     if (d == NULL) {
         if (errno == ENOENT || errno == EACCES)
             return 0; /* no /proc mounted: uids and inodes only */
-        return fail(err, errno, "opendir(/proc)");
+        return xb_fail(err, XB_STAGE_OWNER, errno, "opendir(/proc)");
     }
-    for (;;) {
+    while (!all_truncated(list)) {
         char *end;
         long pid;
+        struct stat st;
 
         errno = 0;
         e = readdir(d);
         if (e == NULL) {
             if (errno != 0)
-                rc = fail(err, errno, "readdir(/proc)");
+                rc = xb_fail(err, XB_STAGE_OWNER, errno, "readdir(/proc)");
             break;
         }
         if (!isdigit((unsigned char)e->d_name[0]))
@@ -452,6 +605,16 @@ static int find_processes(xb_listeners *list, int self_only, xb_error *err)
         pid = strtol(e->d_name, &end, 10);
         if (errno != 0 || *end != '\0' || pid <= 0 || pid == self)
             continue;
+        if (!every_process) {
+            if (fstatat(dirfd(d), e->d_name, &st, 0) != 0) {
+                if (skippable(errno))
+                    continue; /* exited meanwhile */
+                rc = xb_fail(err, XB_STAGE_OWNER, errno, "stat(/proc/PID)");
+                break;
+            }
+            if (!uid_wanted(list, st.st_uid, me))
+                continue;
+        }
         if (snprintf(path, sizeof(path), "/proc/%ld/fd", pid) >= (int)sizeof(path))
             continue;
         if (scan_process(pid, path, list, err) != 0) {
@@ -460,69 +623,18 @@ static int find_processes(xb_listeners *list, int self_only, xb_error *err)
         }
     }
     if (closedir(d) != 0 && rc == 0)
-        rc = fail(err, errno, "closedir(/proc)");
+        rc = xb_fail(err, XB_STAGE_OWNER, errno, "closedir(/proc)");
     return rc;
 }
 
-/* --- uid -> user name --------------------------------------------------- */
-
-static int user_name(long long uid, char *user, size_t len, xb_error *err)
+/* Our own process first (the common question is "is it us?"), then the others. */
+static int find_processes(xb_listeners *list, unsigned flags, xb_error *err)
 {
-    struct passwd pw, *result = NULL;
-    long hint = sysconf(_SC_GETPW_R_SIZE_MAX);
-    size_t size = hint > 0 ? (size_t)hint : 4096;
-    char *buf = NULL;
-    int rc;
-
-    user[0] = '\0';
-    if (uid < 0 || (unsigned long long)uid > (unsigned long long)(uid_t)-1)
+    if (scan_self(list, err) != 0)
+        return -1;
+    if (flags & XB_OWNER_SELF_ONLY)
         return 0;
-    for (;;) {
-        char *bigger = (char *)realloc(buf, size);
-        if (bigger == NULL) {
-            free(buf);
-            return fail(err, ENOMEM, "getpwuid_r buffer");
-        }
-        buf = bigger;
-        rc = getpwuid_r((uid_t)uid, &pw, buf, size, &result);
-        if (rc == ERANGE && size < (1u << 20)) {
-            size *= 2;
-            continue;
-        }
-        break;
-    }
-    if (rc == ENOMEM) {
-        free(buf);
-        return fail(err, ENOMEM, "getpwuid_r");
-    }
-    /* Any other failure, or no such user: the name is unknown, the uid stays. */
-    if (rc == 0 && result != NULL && result->pw_name != NULL) {
-        size_t n = strlen(result->pw_name);
-        if (n >= len)
-            n = len - 1;
-        memcpy(user, result->pw_name, n);
-        user[n] = '\0';
-    }
-    free(buf);
-    return 0;
-}
-
-static int fill_users(xb_listeners *list, xb_error *err)
-{
-    size_t i, j;
-
-    for (i = 0; i < list->count; i++) {
-        xb_listener *item = &list->items[i];
-        for (j = 0; j < i; j++) {
-            if (list->items[j].uid == item->uid) {
-                memcpy(item->user, list->items[j].user, sizeof(item->user));
-                break;
-            }
-        }
-        if (j == i && user_name(item->uid, item->user, sizeof(item->user), err) != 0)
-            return -1;
-    }
-    return 0;
+    return scan_others(list, (flags & XB_OWNER_ALL_PROCESSES) != 0, err);
 }
 
 /* --- the public functions ----------------------------------------------- */
@@ -534,21 +646,21 @@ static int owner_dump(int port, int state, unsigned flags, xb_listeners *out, xb
     int rc;
 
     if (out == NULL)
-        return fail(err, EINVAL, "no output list");
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "no output list");
     xb_listeners_free(out);
     if (port < 1 || port > 65535)
-        return fail(err, EINVAL, "port out of range 1-65535");
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "port out of range 1-65535");
     buf = (unsigned char *)malloc(XB_DIAG_BUFSIZE);
     if (buf == NULL)
-        return fail(err, ENOMEM, "sock_diag buffer");
+        return xb_fail(err, XB_STAGE_OWNER, ENOMEM, "sock_diag buffer");
     rc = diag_dump(AF_INET, port, state, 0x74700004u, buf, out, err);
     if (rc == 0)
         rc = diag_dump(AF_INET6, port, state, 0x74700006u, buf, out, err);
     free(buf);
     if (rc == 0 && out->count > 0 && (flags & XB_OWNER_NO_PROCESSES) == 0)
-        rc = find_processes(out, (flags & XB_OWNER_SELF_ONLY) != 0, err);
+        rc = find_processes(out, flags, err);
     if (rc == 0)
-        rc = fill_users(out, err);
+        rc = xb_owner_fill_users(out, err);
     if (rc != 0)
         xb_listeners_free(out);
     return rc;
@@ -565,17 +677,17 @@ int xb_owner_process_user(long pid, long long *uid, char *user, size_t userlen, 
     struct stat st;
 
     if (uid == NULL || user == NULL || userlen == 0)
-        return fail(err, EINVAL, "xb_owner_process_user");
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "xb_owner_process_user");
     *uid = -1;
     user[0] = '\0';
     if (pid <= 0)
-        return fail(err, ESRCH, "no such process");
+        return xb_fail(err, XB_STAGE_OWNER, ESRCH, "no such process");
     if (snprintf(path, sizeof(path), "/proc/%ld", pid) >= (int)sizeof(path))
-        return fail(err, ENAMETOOLONG, "/proc/PID");
+        return xb_fail(err, XB_STAGE_OWNER, ENAMETOOLONG, "/proc/PID");
     if (stat(path, &st) != 0)
-        return fail(err, errno == ENOENT ? ESRCH : errno, "stat(/proc/PID)");
+        return xb_fail(err, XB_STAGE_OWNER, errno == ENOENT ? ESRCH : errno, "stat(/proc/PID)");
     *uid = (long long)st.st_uid;
-    return user_name(*uid, user, userlen, err);
+    return xb_owner_user_name(*uid, user, userlen, err);
 }
 
 /* --- issue 13: bound placeholders, process start times ------------------ */
@@ -630,7 +742,7 @@ static int boot_time(long long *out, xb_error *err)
     FILE *f = fopen("/proc/stat", "re");
 
     if (f == NULL)
-        return fail(err, errno, "open(/proc/stat)");
+        return xb_fail(err, XB_STAGE_OWNER, errno, "open(/proc/stat)");
     while (fgets(line, sizeof(line), f) != NULL) {
         if (strncmp(line, "btime ", 6) == 0) {
             char *end;
@@ -638,13 +750,13 @@ static int boot_time(long long *out, xb_error *err)
             long long v = strtoll(line + 6, &end, 10);
             (void)fclose(f);
             if (errno != 0 || end == line + 6 || v <= 0)
-                return fail(err, EBADMSG, "/proc/stat: bad btime line");
+                return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "/proc/stat: bad btime line");
             *out = v;
             return 0;
         }
     }
     (void)fclose(f);
-    return fail(err, EBADMSG, "/proc/stat has no btime line");
+    return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "/proc/stat has no btime line");
 }
 
 int xb_process_start_time(long pid, double *out, xb_error *err)
@@ -657,19 +769,19 @@ int xb_process_start_time(long pid, double *out, xb_error *err)
     int field;
 
     if (out == NULL)
-        return fail(err, EINVAL, "xb_process_start_time");
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "xb_process_start_time");
     *out = 0.0;
     if (pid <= 0)
-        return fail(err, ESRCH, "no such process");
+        return xb_fail(err, XB_STAGE_OWNER, ESRCH, "no such process");
     if (snprintf(path, sizeof(path), "/proc/%ld/stat", pid) >= (int)sizeof(path))
-        return fail(err, ENAMETOOLONG, "/proc/PID/stat");
+        return xb_fail(err, XB_STAGE_OWNER, ENAMETOOLONG, "/proc/PID/stat");
     if (read_small(path, stat, sizeof(stat)) != 0)
-        return fail(err, errno == ENOENT ? ESRCH : errno, "read(/proc/PID/stat)");
+        return xb_fail(err, XB_STAGE_OWNER, errno == ENOENT ? ESRCH : errno, "read(/proc/PID/stat)");
     /* "PID (COMM) STATE ..." -- COMM may hold spaces and ')': the fields start
      * after the last ')'.  starttime is field 22; STATE is field 3. */
     p = strrchr(stat, ')');
     if (p == NULL)
-        return fail(err, EBADMSG, "/proc/PID/stat: no ')'");
+        return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "/proc/PID/stat: no ')'");
     p++;
     for (field = 2; field < 21 && *p; field++) {
         while (*p == ' ')
@@ -678,17 +790,17 @@ int xb_process_start_time(long pid, double *out, xb_error *err)
             p++;
     }
     if (field != 21 || *p != ' ')
-        return fail(err, EBADMSG, "/proc/PID/stat: too few fields");
+        return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "/proc/PID/stat: too few fields");
     {
         char *end;
         errno = 0;
         start = strtoull(p + 1, &end, 10);
         if (errno != 0 || end == p + 1)
-            return fail(err, EBADMSG, "/proc/PID/stat: bad starttime");
+            return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "/proc/PID/stat: bad starttime");
     }
     ticks = sysconf(_SC_CLK_TCK);
     if (ticks <= 0)
-        return fail(err, errno ? errno : EINVAL, "sysconf(_SC_CLK_TCK)");
+        return xb_fail(err, XB_STAGE_OWNER, errno ? errno : EINVAL, "sysconf(_SC_CLK_TCK)");
     if (boot_time(&btime, err) != 0)
         return -1;
     *out = (double)start / (double)ticks + (double)btime;
@@ -702,13 +814,13 @@ int xb_owner_timewait(int port, size_t *count, xb_error *err)
     int rc;
 
     if (count == NULL)
-        return fail(err, EINVAL, "xb_owner_timewait");
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "xb_owner_timewait");
     *count = 0;
     if (port < 1 || port > 65535)
-        return fail(err, EINVAL, "port out of range 1-65535");
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "port out of range 1-65535");
     buf = (unsigned char *)malloc(XB_DIAG_BUFSIZE);
     if (buf == NULL)
-        return fail(err, ENOMEM, "sock_diag buffer");
+        return xb_fail(err, XB_STAGE_OWNER, ENOMEM, "sock_diag buffer");
     rc = diag_dump(AF_INET, port, XB_TCP_TIME_WAIT, 0x74700014u, buf, &list, err);
     if (rc == 0)
         rc = diag_dump(AF_INET6, port, XB_TCP_TIME_WAIT, 0x74700016u, buf, &list, err);

@@ -14,22 +14,12 @@ const char xb_owner_backend[] = "none";
 
 static const char unsupported[] = "owner lookup is not supported on this OS";
 
-static int fail(xb_error *err)
-{
-    if (err) {
-        err->stage = XB_STAGE_OWNER;
-        err->code = ENOSYS;
-        err->detail = unsupported;
-    }
-    return -1;
-}
-
 int xb_owner_listeners(int port, unsigned flags, xb_listeners *out, xb_error *err)
 {
     (void)port;
     (void)flags;
     xb_listeners_free(out);
-    return fail(err);
+    return xb_fail(err, XB_STAGE_OWNER, ENOSYS, unsupported);
 }
 
 int xb_owner_process_user(long pid, long long *uid, char *user, size_t userlen, xb_error *err)
@@ -39,7 +29,7 @@ int xb_owner_process_user(long pid, long long *uid, char *user, size_t userlen, 
         *uid = -1;
     if (user && userlen)
         user[0] = '\0';
-    return fail(err);
+    return xb_fail(err, XB_STAGE_OWNER, ENOSYS, unsupported);
 }
 
 int xb_owner_bound(int port, unsigned flags, xb_listeners *out, xb_error *err)

@@ -24,16 +24,6 @@
 
 const char xb_owner_backend[] = "win32";
 
-static int fail(xb_error *err, DWORD code, const char *detail)
-{
-    if (err) {
-        err->stage = XB_STAGE_OWNER;
-        err->code = (int)code;
-        err->detail = detail;
-    }
-    return -1;
-}
-
 /* UTF-16 to UTF-8 into out (always NUL-terminated, truncated on a character boundary). */
 static void to_utf8(const wchar_t *w, int wlen, char *out, size_t len)
 {
@@ -75,16 +65,16 @@ static int get_table(ULONG family, void **out, xb_error *err)
         if (rc == ERROR_NOT_SUPPORTED && family == AF_INET6)
             return 0; /* no IPv6 stack: no IPv6 listeners */
         if (rc != ERROR_INSUFFICIENT_BUFFER && rc != NO_ERROR)
-            return fail(err, rc, "GetExtendedTcpTable");
+            return xb_fail(err, XB_STAGE_OWNER, (int)rc, "GetExtendedTcpTable");
         if (size < sizeof(DWORD))
             size = sizeof(DWORD);
         size += 64 * (DWORD)sizeof(MIB_TCP6ROW_OWNER_PID); /* room for sockets opened meanwhile */
         buf = malloc(size);
         if (buf == NULL)
-            return fail(err, ERROR_NOT_ENOUGH_MEMORY, "GetExtendedTcpTable buffer");
+            return xb_fail(err, XB_STAGE_OWNER, ERROR_NOT_ENOUGH_MEMORY, "GetExtendedTcpTable buffer");
     }
     free(buf);
-    return fail(err, ERROR_INSUFFICIENT_BUFFER, "GetExtendedTcpTable (table keeps growing)");
+    return xb_fail(err, XB_STAGE_OWNER, ERROR_INSUFFICIENT_BUFFER, "GetExtendedTcpTable (table keeps growing)");
 }
 
 /* Image base name and user of a process; "" where Windows refuses to say.
@@ -129,7 +119,7 @@ static int describe_process(DWORD pid, char *name, size_t namelen, char *user, s
         goto done;
     tu = (TOKEN_USER *)malloc(toklen);
     if (tu == NULL) {
-        rc = fail(err, ERROR_NOT_ENOUGH_MEMORY, "GetTokenInformation buffer");
+        rc = xb_fail(err, XB_STAGE_OWNER, ERROR_NOT_ENOUGH_MEMORY, "GetTokenInformation buffer");
         goto done;
     }
     if (!GetTokenInformation(token, TokenUser, tu, toklen, &toklen))
@@ -163,12 +153,12 @@ static int add_row(xb_listeners *out, int family, const void *addr, DWORD port_f
     xb_listener *item = xb_listeners_add(out);
 
     if (item == NULL)
-        return fail(err, ERROR_NOT_ENOUGH_MEMORY, "listener list");
+        return xb_fail(err, XB_STAGE_OWNER, ERROR_NOT_ENOUGH_MEMORY, "listener list");
     item->family = family;
     item->port = ntohs((u_short)(port_field & 0xFFFF));
     if (inet_ntop(family, addr, item->host, sizeof(item->host)) == NULL) {
         out->count--;
-        return fail(err, (DWORD)WSAGetLastError(), "inet_ntop");
+        return xb_fail(err, XB_STAGE_OWNER, WSAGetLastError(), "inet_ntop");
     }
     /* item->v6only stays -1: the table does not report IPV6_V6ONLY */
     item->npids = 1;
@@ -187,10 +177,10 @@ int xb_owner_listeners(int port, unsigned flags, xb_listeners *out, xb_error *er
 
     (void)flags; /* XB_OWNER_SELF_ONLY: nothing to skip here */
     if (out == NULL)
-        return fail(err, ERROR_INVALID_PARAMETER, "no output list");
+        return xb_fail(err, XB_STAGE_OWNER, ERROR_INVALID_PARAMETER, "no output list");
     xb_listeners_free(out);
     if (port < 1 || port > 65535)
-        return fail(err, ERROR_INVALID_PARAMETER, "port out of range 1-65535");
+        return xb_fail(err, XB_STAGE_OWNER, ERROR_INVALID_PARAMETER, "port out of range 1-65535");
 
     if (get_table(AF_INET, &raw, err) != 0)
         goto out;
@@ -244,15 +234,15 @@ int xb_owner_process_user(long pid, long long *uid, char *user, size_t userlen, 
     HANDLE proc;
 
     if (uid == NULL || user == NULL || userlen == 0)
-        return fail(err, ERROR_INVALID_PARAMETER, "xb_owner_process_user");
+        return xb_fail(err, XB_STAGE_OWNER, ERROR_INVALID_PARAMETER, "xb_owner_process_user");
     *uid = -1;
     user[0] = '\0';
     if (pid < 0) /* long is 32 bits on Windows: every DWORD pid in use fits */
-        return fail(err, ERROR_INVALID_PARAMETER, "no such process");
+        return xb_fail(err, XB_STAGE_OWNER, ERROR_INVALID_PARAMETER, "no such process");
     /* Tell "no such process" from "not allowed to look". */
     proc = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, (DWORD)pid);
     if (proc == NULL)
-        return fail(err, GetLastError(), "OpenProcess");
+        return xb_fail(err, XB_STAGE_OWNER, (int)GetLastError(), "OpenProcess");
     (void)CloseHandle(proc);
     return describe_process((DWORD)pid, name, sizeof(name), user, userlen, err);
 }

@@ -33,9 +33,6 @@
 #include <string.h>
 
 #ifdef _WIN32
-#  ifndef SO_EXCLUSIVEADDRUSE
-#    define SO_EXCLUSIVEADDRUSE ((int)(~SO_REUSEADDR))
-#  endif
 #  define XB_EADDRINUSE WSAEADDRINUSE
 #  define XB_EACCES WSAEACCES
 #  define XB_EADDRNOTAVAIL WSAEADDRNOTAVAIL

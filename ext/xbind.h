@@ -3,7 +3,7 @@
  *
  * Plain C11, no Python.  One implementation file per platform
  * (xbind_posix.c, xbind_win32.c) provides everything declared here; the
- * CPython binding (module.c) and the C tests (tests/c/) only use this header.
+ * CPython binding (module.c) and the C tests (tests/native/c/) only use this header.
  *
  * Conventions:
  *   - every function that can fail returns 0 on success and -1 on failure,
@@ -28,6 +28,10 @@
 #  endif
 #  include <winsock2.h>
 #  include <ws2tcpip.h>
+/* Older mingw-w64 headers lack it; the value is Microsoft's (winsock2.h). */
+#  ifndef SO_EXCLUSIVEADDRUSE
+#    define SO_EXCLUSIVEADDRUSE ((int)(~SO_REUSEADDR))
+#  endif
 typedef SOCKET xb_sock;
 #  define XB_BADSOCK INVALID_SOCKET
 typedef int xb_socklen;
@@ -63,6 +67,18 @@ typedef struct xb_error {
     int code;           /* errno / WSA error; for XB_STAGE_ADDRESS an errno-style code (EINVAL, EAFNOSUPPORT) */
     const char *detail; /* static string: the call or option that failed; never NULL after a failure */
 } xb_error;
+
+/* The one way the core reports a failure: fill *err (when not NULL) and
+ * return -1, so that `return xb_fail(err, ...);` ends a failing function. */
+static inline int xb_fail(xb_error *err, xb_stage stage, int code, const char *detail)
+{
+    if (err) {
+        err->stage = stage;
+        err->code = code;
+        err->detail = detail;
+    }
+    return -1;
+}
 
 /* A socket address, family-independent. */
 typedef struct xb_addr {
@@ -155,8 +171,9 @@ int xb_last_error(void);
  *
  * What can be known differs per OS (docs/owner.rst):
  *   - Linux: NETLINK_SOCK_DIAG gives every listener with its uid and socket
- *     inode, whoever owns it; pids come from /proc/PID/fd, which only shows
- *     the processes we may inspect (all of them as root).
+ *     inode, whoever owns it; pids come from our own descriptors and from
+ *     /proc/PID/fd of the processes of the listeners' uids and of ours,
+ *     which only shows the processes we may inspect (all of them as root).
  *   - Windows: GetExtendedTcpTable gives every listener with its pid; the
  *     user comes from the process token (may be denied); no uid (-1).
  *   - macOS: libproc walks the processes we may inspect; listeners of other
@@ -174,6 +191,8 @@ typedef struct xb_listener {
     long long uid;                   /* owning uid, -1 if unknown (always -1 on Windows) */
     char user[XB_OWNER_USERLEN];     /* owning user name, "" if unknown */
     unsigned long long inode;        /* Linux: socket inode; macOS: kernel socket id; Windows: 0 */
+    unsigned long long cookie;       /* Linux: the socket's cookie (SO_COOKIE, sock_diag), 0 if
+                                        unknown; 0 elsewhere */
     int v6only;                      /* IPV6_V6ONLY of an AF_INET6 listener: 1, 0, or -1 unknown;
                                         -1 for AF_INET */
     int npids;                       /* entries used in pids[] and names[] */
@@ -202,6 +221,10 @@ extern const char xb_owner_backend[];
                                     (no pids, no names; inode and uid still given):
                                     the post-listen check compares inodes.  Ignored
                                     where pids come with the listeners. */
+#define XB_OWNER_ALL_PROCESSES 4u /* Linux: walk every process we may inspect, not only
+                                     those of the listeners' uids and our own (a socket
+                                     handed to a process of a third uid is then found
+                                     too; see owner_linux.c).  Ignored elsewhere. */
 
 /*
  * Every TCP listener on `port` (1..65535), both families.  *out must be
@@ -214,6 +237,15 @@ int xb_owner_listeners(int port, unsigned flags, xb_listeners *out, xb_error *er
 
 /* The uid (-1 if the OS has none) and user name of a process. */
 int xb_owner_process_user(long pid, long long *uid, char *user, size_t userlen, xb_error *err);
+
+#ifndef _WIN32
+/* owner_posix.c (Linux and macOS backends): the user name of a uid into
+ * user[0..len) ("" when the uid has no name or is negative).  Fails only when
+ * memory runs out (XB_STAGE_OWNER, ENOMEM). */
+int xb_owner_user_name(long long uid, char *user, size_t len, xb_error *err);
+/* The user name of every listener in the list, each uid looked up once. */
+int xb_owner_fill_users(xb_listeners *list, xb_error *err);
+#endif
 
 /* Release the items of a list and reset it to empty.  NULL-safe, idempotent. */
 void xb_listeners_free(xb_listeners *list);

@@ -18,16 +18,6 @@
 #include <unistd.h>
 #include <netinet/tcp.h>
 
-static int fail(xb_error *err, xb_stage stage, int code, const char *detail)
-{
-    if (err) {
-        err->stage = stage;
-        err->code = code;
-        err->detail = detail;
-    }
-    return -1;
-}
-
 int xb_last_error(void)
 {
     return errno;
@@ -59,7 +49,7 @@ int xb_startup(xb_error *err)
 static int set_int_option(int fd, int level, int name, int value, const char *what, xb_error *err)
 {
     if (setsockopt(fd, level, name, &value, (socklen_t)sizeof(value)) != 0)
-        return fail(err, XB_STAGE_OPTION, errno, what);
+        return xb_fail(err, XB_STAGE_OPTION, errno, what);
     return 0;
 }
 
@@ -72,24 +62,24 @@ static int open_cloexec(int family, int nonblocking, int *out, xb_error *err)
 #if defined(SOCK_CLOEXEC) && defined(SOCK_NONBLOCK)
     fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), IPPROTO_TCP);
     if (fd < 0)
-        return fail(err, XB_STAGE_SOCKET, errno, "socket");
+        return xb_fail(err, XB_STAGE_SOCKET, errno, "socket");
 #else
     fd = socket(family, SOCK_STREAM, IPPROTO_TCP);
     if (fd < 0)
-        return fail(err, XB_STAGE_SOCKET, errno, "socket");
+        return xb_fail(err, XB_STAGE_SOCKET, errno, "socket");
     {
         int fdflags = fcntl(fd, F_GETFD);
         if (fdflags < 0 || fcntl(fd, F_SETFD, fdflags | FD_CLOEXEC) < 0) {
             int e = errno;
             (void)close(fd);
-            return fail(err, XB_STAGE_OPTION, e, "FD_CLOEXEC");
+            return xb_fail(err, XB_STAGE_OPTION, e, "FD_CLOEXEC");
         }
         if (nonblocking) {
             int flflags = fcntl(fd, F_GETFL);
             if (flflags < 0 || fcntl(fd, F_SETFL, flflags | O_NONBLOCK) < 0) {
                 int e = errno;
                 (void)close(fd);
-                return fail(err, XB_STAGE_OPTION, e, "O_NONBLOCK");
+                return xb_fail(err, XB_STAGE_OPTION, e, "O_NONBLOCK");
             }
         }
     }
@@ -103,10 +93,10 @@ int xb_socket_open(int family, xb_sock *out, xb_error *err)
     int fd;
 
     if (out == NULL)
-        return fail(err, XB_STAGE_SOCKET, EINVAL, "no output socket");
+        return xb_fail(err, XB_STAGE_SOCKET, EINVAL, "no output socket");
     *out = XB_BADSOCK;
     if (family != AF_INET && family != AF_INET6)
-        return fail(err, XB_STAGE_SOCKET, EAFNOSUPPORT, "socket");
+        return xb_fail(err, XB_STAGE_SOCKET, EAFNOSUPPORT, "socket");
 
     /* Atomic where the OS allows (SOCK_CLOEXEC|SOCK_NONBLOCK): no window in
      * which a fork+exec elsewhere inherits the fd.  macOS has neither flag:
@@ -138,29 +128,29 @@ fail_close:
 int xb_socket_bind(xb_sock s, const xb_addr *addr, xb_error *err)
 {
     if (addr == NULL)
-        return fail(err, XB_STAGE_BIND, EINVAL, "bind");
+        return xb_fail(err, XB_STAGE_BIND, EINVAL, "bind");
     if (bind(s, (const struct sockaddr *)&addr->ss, addr->len) != 0)
-        return fail(err, XB_STAGE_BIND, errno, "bind");
+        return xb_fail(err, XB_STAGE_BIND, errno, "bind");
     return 0;
 }
 
 int xb_socket_listen(xb_sock s, int backlog, xb_error *err)
 {
     if (backlog < 0)
-        return fail(err, XB_STAGE_LISTEN, EINVAL, "listen");
+        return xb_fail(err, XB_STAGE_LISTEN, EINVAL, "listen");
     if (listen(s, backlog) != 0)
-        return fail(err, XB_STAGE_LISTEN, errno, "listen");
+        return xb_fail(err, XB_STAGE_LISTEN, errno, "listen");
     return 0;
 }
 
 int xb_socket_name(xb_sock s, xb_addr *out, xb_error *err)
 {
     if (out == NULL)
-        return fail(err, XB_STAGE_NAME, EINVAL, "getsockname");
+        return xb_fail(err, XB_STAGE_NAME, EINVAL, "getsockname");
     memset(out, 0, sizeof(*out));
     out->len = (xb_socklen)sizeof(out->ss);
     if (getsockname(s, (struct sockaddr *)&out->ss, &out->len) != 0)
-        return fail(err, XB_STAGE_NAME, errno, "getsockname");
+        return xb_fail(err, XB_STAGE_NAME, errno, "getsockname");
     return 0;
 }
 
@@ -178,7 +168,7 @@ static int get_int_option(int fd, int level, int name, int *value, const char *w
     socklen_t len = (socklen_t)sizeof(*value);
     *value = 0;
     if (getsockopt(fd, level, name, value, &len) != 0)
-        return fail(err, XB_STAGE_OPTION, errno, what);
+        return xb_fail(err, XB_STAGE_OPTION, errno, what);
     *value = *value != 0;
     return 0;
 }
@@ -188,7 +178,7 @@ int xb_socket_options(xb_sock s, xb_sockopts *out, xb_error *err)
     xb_addr name;
 
     if (out == NULL)
-        return fail(err, XB_STAGE_OPTION, EINVAL, "getsockopt");
+        return xb_fail(err, XB_STAGE_OPTION, EINVAL, "getsockopt");
     out->reuseport = -1;
     out->exclusiveaddruse = -1;
     out->v6only = -1;
@@ -210,11 +200,11 @@ int xb_socket_options(xb_sock s, xb_sockopts *out, xb_error *err)
         return -1;
     int fdflags = fcntl(s, F_GETFD);
     if (fdflags < 0)
-        return fail(err, XB_STAGE_OPTION, errno, "F_GETFD");
+        return xb_fail(err, XB_STAGE_OPTION, errno, "F_GETFD");
     out->inheritable = (fdflags & FD_CLOEXEC) == 0;
     int flflags = fcntl(s, F_GETFL);
     if (flflags < 0)
-        return fail(err, XB_STAGE_OPTION, errno, "F_GETFL");
+        return xb_fail(err, XB_STAGE_OPTION, errno, "F_GETFL");
     out->nonblocking = (flflags & O_NONBLOCK) != 0;
     return 0;
 }
@@ -227,10 +217,10 @@ int xb_socket_setopt(xb_sock s, int level, int name, int value, const char *what
 int xb_socket_raw(int family, xb_sock *out, xb_error *err)
 {
     if (out == NULL)
-        return fail(err, XB_STAGE_SOCKET, EINVAL, "no output socket");
+        return xb_fail(err, XB_STAGE_SOCKET, EINVAL, "no output socket");
     *out = XB_BADSOCK;
     if (family != AF_INET && family != AF_INET6)
-        return fail(err, XB_STAGE_SOCKET, EAFNOSUPPORT, "socket");
+        return xb_fail(err, XB_STAGE_SOCKET, EAFNOSUPPORT, "socket");
     return open_cloexec(family, 0, out, err);
 }
 
@@ -239,11 +229,11 @@ int xb_guard_open(const xb_addr *addr, xb_sock *out, xb_error *err)
     int fd, family;
 
     if (out == NULL || addr == NULL)
-        return fail(err, XB_STAGE_SOCKET, EINVAL, "no address or output socket");
+        return xb_fail(err, XB_STAGE_SOCKET, EINVAL, "no address or output socket");
     *out = XB_BADSOCK;
     family = xb_addr_family(addr);
     if (family != AF_INET && family != AF_INET6)
-        return fail(err, XB_STAGE_SOCKET, EAFNOSUPPORT, "socket");
+        return xb_fail(err, XB_STAGE_SOCKET, EAFNOSUPPORT, "socket");
     if (open_cloexec(family, 1, &fd, err) != 0)
         return -1;
     /* No SO_REUSEADDR, no SO_REUSEPORT: a bound socket without them

@@ -18,19 +18,6 @@
 #ifndef WSA_FLAG_NO_HANDLE_INHERIT
 #  define WSA_FLAG_NO_HANDLE_INHERIT 0x80
 #endif
-#ifndef SO_EXCLUSIVEADDRUSE
-#  define SO_EXCLUSIVEADDRUSE ((int)(~SO_REUSEADDR))
-#endif
-
-static int fail(xb_error *err, xb_stage stage, int code, const char *detail)
-{
-    if (err) {
-        err->stage = stage;
-        err->code = code;
-        err->detail = detail;
-    }
-    return -1;
-}
 
 int xb_last_error(void)
 {
@@ -110,7 +97,7 @@ int xb_startup(xb_error *err)
     rc = WSAStartup(MAKEWORD(2, 2), &data);
     if (rc != 0) {
         InterlockedExchange(&started, 0);
-        return fail(err, XB_STAGE_INIT, rc, "WSAStartup");
+        return xb_fail(err, XB_STAGE_INIT, rc, "WSAStartup");
     }
     return 0;
 }
@@ -118,7 +105,7 @@ int xb_startup(xb_error *err)
 static int set_int_option(SOCKET s, int level, int name, int value, const char *what, xb_error *err)
 {
     if (setsockopt(s, level, name, (const char *)&value, (int)sizeof(value)) != 0)
-        return fail(err, XB_STAGE_OPTION, WSAGetLastError(), what);
+        return xb_fail(err, XB_STAGE_OPTION, WSAGetLastError(), what);
     return 0;
 }
 
@@ -135,14 +122,14 @@ static int open_noinherit(int family, SOCKET *out, xb_error *err)
     if (s == INVALID_SOCKET) {
         int e = WSAGetLastError();
         if (e != WSAEINVAL)
-            return fail(err, XB_STAGE_SOCKET, e, "WSASocketW");
+            return xb_fail(err, XB_STAGE_SOCKET, e, "WSASocketW");
         s = WSASocketW(family, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED);
         if (s == INVALID_SOCKET)
-            return fail(err, XB_STAGE_SOCKET, WSAGetLastError(), "WSASocketW");
+            return xb_fail(err, XB_STAGE_SOCKET, WSAGetLastError(), "WSASocketW");
         if (!SetHandleInformation((HANDLE)s, HANDLE_FLAG_INHERIT, 0)) {
             int e2 = (int)GetLastError();
             closesocket(s);
-            return fail(err, XB_STAGE_OPTION, e2, "SetHandleInformation");
+            return xb_fail(err, XB_STAGE_OPTION, e2, "SetHandleInformation");
         }
     }
     *out = s;
@@ -155,10 +142,10 @@ int xb_socket_open(int family, xb_sock *out, xb_error *err)
     u_long nonblocking = 1;
 
     if (out == NULL)
-        return fail(err, XB_STAGE_SOCKET, WSAEINVAL, "no output socket");
+        return xb_fail(err, XB_STAGE_SOCKET, WSAEINVAL, "no output socket");
     *out = XB_BADSOCK;
     if (family != AF_INET && family != AF_INET6)
-        return fail(err, XB_STAGE_SOCKET, WSAEAFNOSUPPORT, "WSASocketW");
+        return xb_fail(err, XB_STAGE_SOCKET, WSAEAFNOSUPPORT, "WSASocketW");
 
     /* Overlapped for the IOCP reactor; never inherited by child processes. */
     if (open_noinherit(family, &s, err) != 0)
@@ -171,7 +158,7 @@ int xb_socket_open(int family, xb_sock *out, xb_error *err)
     if (set_int_option(s, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, 1, "SO_EXCLUSIVEADDRUSE", err) != 0)
         goto fail_close;
     if (ioctlsocket(s, FIONBIO, &nonblocking) != 0) {
-        fail(err, XB_STAGE_OPTION, WSAGetLastError(), "FIONBIO");
+        xb_fail(err, XB_STAGE_OPTION, WSAGetLastError(), "FIONBIO");
         goto fail_close;
     }
     *out = s;
@@ -189,29 +176,29 @@ fail_close:
 int xb_socket_bind(xb_sock s, const xb_addr *addr, xb_error *err)
 {
     if (addr == NULL)
-        return fail(err, XB_STAGE_BIND, WSAEINVAL, "bind");
+        return xb_fail(err, XB_STAGE_BIND, WSAEINVAL, "bind");
     if (bind(s, (const struct sockaddr *)&addr->ss, addr->len) != 0)
-        return fail(err, XB_STAGE_BIND, WSAGetLastError(), "bind");
+        return xb_fail(err, XB_STAGE_BIND, WSAGetLastError(), "bind");
     return 0;
 }
 
 int xb_socket_listen(xb_sock s, int backlog, xb_error *err)
 {
     if (backlog < 0)
-        return fail(err, XB_STAGE_LISTEN, WSAEINVAL, "listen");
+        return xb_fail(err, XB_STAGE_LISTEN, WSAEINVAL, "listen");
     if (listen(s, backlog) != 0)
-        return fail(err, XB_STAGE_LISTEN, WSAGetLastError(), "listen");
+        return xb_fail(err, XB_STAGE_LISTEN, WSAGetLastError(), "listen");
     return 0;
 }
 
 int xb_socket_name(xb_sock s, xb_addr *out, xb_error *err)
 {
     if (out == NULL)
-        return fail(err, XB_STAGE_NAME, WSAEINVAL, "getsockname");
+        return xb_fail(err, XB_STAGE_NAME, WSAEINVAL, "getsockname");
     memset(out, 0, sizeof(*out));
     out->len = (xb_socklen)sizeof(out->ss);
     if (getsockname(s, (struct sockaddr *)&out->ss, &out->len) != 0)
-        return fail(err, XB_STAGE_NAME, WSAGetLastError(), "getsockname");
+        return xb_fail(err, XB_STAGE_NAME, WSAGetLastError(), "getsockname");
     return 0;
 }
 
@@ -229,7 +216,7 @@ static int get_int_option(SOCKET s, int level, int name, int *value, const char 
     int len = (int)sizeof(*value);
     *value = 0;
     if (getsockopt(s, level, name, (char *)value, &len) != 0)
-        return fail(err, XB_STAGE_OPTION, WSAGetLastError(), what);
+        return xb_fail(err, XB_STAGE_OPTION, WSAGetLastError(), what);
     *value = *value != 0;
     return 0;
 }
@@ -240,7 +227,7 @@ int xb_socket_options(xb_sock s, xb_sockopts *out, xb_error *err)
     DWORD flags = 0;
 
     if (out == NULL)
-        return fail(err, XB_STAGE_OPTION, WSAEINVAL, "getsockopt");
+        return xb_fail(err, XB_STAGE_OPTION, WSAEINVAL, "getsockopt");
     out->reuseport = -1;
     out->v6only = -1;
     out->nonblocking = -1; /* Winsock cannot report FIONBIO */
@@ -256,7 +243,7 @@ int xb_socket_options(xb_sock s, xb_sockopts *out, xb_error *err)
         WSAPROTOCOL_INFOW info;
         int len = (int)sizeof(info);
         if (getsockopt(s, SOL_SOCKET, SO_PROTOCOL_INFOW, (char *)&info, &len) != 0)
-            return fail(err, XB_STAGE_OPTION, WSAGetLastError(), "SO_PROTOCOL_INFOW");
+            return xb_fail(err, XB_STAGE_OPTION, WSAGetLastError(), "SO_PROTOCOL_INFOW");
         /* mingw declares ss_family as short (Microsoft: ADDRESS_FAMILY); AF_* values fit. */
         name.ss.ss_family = (ADDRESS_FAMILY)info.iAddressFamily; // NOLINT(bugprone-narrowing-conversions)
     }
@@ -264,7 +251,7 @@ int xb_socket_options(xb_sock s, xb_sockopts *out, xb_error *err)
         get_int_option(s, IPPROTO_IPV6, IPV6_V6ONLY, &out->v6only, "IPV6_V6ONLY", err) != 0)
         return -1;
     if (!GetHandleInformation((HANDLE)s, &flags))
-        return fail(err, XB_STAGE_OPTION, (int)GetLastError(), "GetHandleInformation");
+        return xb_fail(err, XB_STAGE_OPTION, (int)GetLastError(), "GetHandleInformation");
     out->inheritable = (flags & HANDLE_FLAG_INHERIT) != 0;
     return 0;
 }
@@ -278,10 +265,10 @@ int xb_socket_setopt(xb_sock s, int level, int name, int value, const char *what
 int xb_socket_raw(int family, xb_sock *out, xb_error *err)
 {
     if (out == NULL)
-        return fail(err, XB_STAGE_SOCKET, WSAEINVAL, "no output socket");
+        return xb_fail(err, XB_STAGE_SOCKET, WSAEINVAL, "no output socket");
     *out = XB_BADSOCK;
     if (family != AF_INET && family != AF_INET6)
-        return fail(err, XB_STAGE_SOCKET, WSAEAFNOSUPPORT, "WSASocketW");
+        return xb_fail(err, XB_STAGE_SOCKET, WSAEAFNOSUPPORT, "WSASocketW");
     return open_noinherit(family, out, err);
 }
 
@@ -290,7 +277,7 @@ int xb_guard_open(const xb_addr *addr, xb_sock *out, xb_error *err)
     SOCKET s;
 
     if (out == NULL || addr == NULL)
-        return fail(err, XB_STAGE_SOCKET, WSAEINVAL, "no address or output socket");
+        return xb_fail(err, XB_STAGE_SOCKET, WSAEINVAL, "no address or output socket");
     *out = XB_BADSOCK;
     /* Windows lets a same-user socket bind over a plain bound socket
      * (specific over wildcard, or SO_REUSEADDR on the same address): only

@@ -55,6 +55,14 @@ def test_bench_quick_runs_every_benchmark(tmp_path: Path) -> None:
     assert measured("xtcp core only: per listen")
     assert measured("added per listen by all protections (xtcp all - plain)")
     assert measured("RSS xtcp/tcp with 20 connections")
+    assert measured("RSS xtcp / (tcp + the same plugin scan) with 20 connections")
+    if sys.platform.startswith("linux") and (shutil.which("cc") or shutil.which("gcc")):
+        # the floors (bench/floor.c, a C loop in the benchmark's own process)
+        assert measured("  floor of who() at 30 other sockets")
+        assert measured("  floor of psutil and ss at 30 other sockets")
+        assert measured("who() port held by another process of ours, 30 sockets here")
+        if os.geteuid() == 0 and shutil.which("setpriv"):
+            assert measured("who() (busy host: 6 sockets in 2 processes of uid 65534)")
     if shutil.which("wrk"):
         assert measured("throughput xtcp/tcp, new connection per request")
     import twisted_patch

@@ -1,6 +1,6 @@
 """The bind->listen race, stressed.
 
-An attacker process (tests/race/attacker.c) loops binding and listening on the
+An attacker process (tests/native/race/attacker.c) loops binding and listening on the
 server's port with SO_REUSEADDR and SO_REUSEPORT, as the same uid and as another
 uid, while the server -- an ``ExclusivePort`` from ``ExclusiveTCPServerEndpoint``
 -- starts and stops 1,000 times.  In every trial either
@@ -60,7 +60,7 @@ def attacker_binary() -> Iterator[Path]:
         pytest.skip("no C compiler to build the attacker")
     directory = h.world_readable_tempdir("xbrace-")
     try:
-        binary = h.build_c([h.TESTS / "race" / "attacker.c"], directory / "attacker")
+        binary = h.build_c([h.TESTS / "native" / "race" / "attacker.c"], directory / "attacker")
         binary.chmod(0o755)
         yield binary
     finally:

@@ -2,10 +2,10 @@
 page lists, and the failure reaches Python as a clear error -- then 10,000 such
 failures in one process leave its fd count, memory and live objects unchanged.
 
-The failures come from tests/fault/xbfault.c, an LD_PRELOAD shim that needs no
+The failures come from tests/native/fault/xbfault.c, an LD_PRELOAD shim that needs no
 change in the core and only fails calls made from twisted_patch._native; the
-cases themselves live in tests/fault/fault_cases.py and run in a child process
-with the shim preloaded.  The C-level twin (no Python) is tests/c/test_core_faults.c
+cases themselves live in tests/native/fault/fault_cases.py and run in a child process
+with the shim preloaded.  The C-level twin (no Python) is tests/native/c/test_core_faults.c
 under valgrind (make test-valgrind).
 """
 
@@ -23,7 +23,7 @@ from support import hardening as h
 
 pytestmark = pytest.mark.skipif(not h.LINUX, reason="the LD_PRELOAD shim is for Linux/glibc")
 
-CASES_FILE = h.TESTS / "fault" / "fault_cases.py"
+CASES_FILE = h.TESTS / "native" / "fault" / "fault_cases.py"
 _spec = importlib.util.spec_from_file_location("fault_cases", CASES_FILE)
 assert _spec is not None and _spec.loader is not None
 fault_cases = importlib.util.module_from_spec(_spec)

@@ -1,6 +1,6 @@
 """The guard socket and the self-probe at the C level: natively and as Windows code under Wine.
 
-tests/c/guardprobe.c binds a victim socket WITHOUT listening (under Wine a
+tests/native/c/guardprobe.c binds a victim socket WITHOUT listening (under Wine a
 listening socket is protected by the Linux kernel whatever the options, so
 only bind-time rules show Windows' behaviour -- DESIGN.md section 5), then
 tries the attacker's binds and runs xb_probe() on the victim.  Every
@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXT = ROOT / "ext"
-SOURCE = ROOT / "tests" / "c" / "guardprobe.c"
+SOURCE = ROOT / "tests" / "native" / "c" / "guardprobe.c"
 FLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", f"-I{EXT}"]
 WSAEACCES, WSAEADDRINUSE = 10013, 10048
 

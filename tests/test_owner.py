@@ -246,7 +246,7 @@ def test_parse_target(text: str, expected: tuple[str | None, int]) -> None:
         ("127.0.0.1", "no port"),
         ("127.0.0.1:0", "out of range"),
         ("127.0.0.1:70000", "out of range"),
-        ("127.0.0.1:http", "not a number"),
+        ("127.0.0.1:http", "must be a number from 1 to 65535"),
         ("[127.0.0.1]:80", "brackets are for IPv6"),
         ("ftp://127.0.0.1:21/", "only http"),
         ("http://127.0.0.1:99999/", "port"),
@@ -309,10 +309,10 @@ def test_verify_fails_closed_on_unknowns(monkeypatch: pytest.MonkeyPatch) -> Non
     is unknown never matches uid= or user=."""
     hidden = fake("127.0.0.1", pids=(), names=())
     anonymous = fake("127.0.0.1", uid=None, user=None)
-    monkeypatch.setattr(owner, "listeners", lambda port: [hidden])
+    monkeypatch.setattr(owner, "listeners", lambda port, **kw: [hidden])
     assert not twisted_patch.verify("127.0.0.1", 4000, pid=42).owned
     assert twisted_patch.verify("127.0.0.1", 4000, uid=1000).owned
-    monkeypatch.setattr(owner, "listeners", lambda port: [anonymous])
+    monkeypatch.setattr(owner, "listeners", lambda port, **kw: [anonymous])
     assert twisted_patch.verify("127.0.0.1", 4000, pid=42).owned
     assert not twisted_patch.verify("127.0.0.1", 4000, uid=1000).owned
     assert not twisted_patch.verify("127.0.0.1", 4000, user="alice").owned

@@ -15,14 +15,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXT = ROOT / "ext"
-C_TESTS = ROOT / "tests" / "c"
+C_TESTS = ROOT / "tests" / "native" / "c"
 STRICT = ["-std=c11", "-Wall", "-Wextra", "-Werror"]
 GCC = shutil.which("gcc") or shutil.which("cc")
 MINGW = shutil.which("x86_64-w64-mingw32-gcc")
 WINE = shutil.which("wine64") or shutil.which("wine")
 
 if not (EXT / "owner_linux.c").exists():
-    pytest.skip("needs the source tree (ext/, tests/c/)", allow_module_level=True)
+    pytest.skip("needs the source tree (ext/, tests/native/c/)", allow_module_level=True)
 
 
 def build(compiler: str, out: Path, sources: list[str], extra: Sequence[str] = ()) -> None:
@@ -38,7 +38,7 @@ def test_sock_diag_parser_under_sanitizers(tmp_path: Path) -> None:
         GCC or "gcc",
         exe,
         [str(C_TESTS / "owner_parse_test.c"), str(EXT / "owner_linux.c"),
-         str(EXT / "owner_common.c")],
+         str(EXT / "owner_common.c"), str(EXT / "owner_posix.c")],
         ["-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"],
     )
     out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)

@@ -1,6 +1,6 @@
 """The C core's own tests, native and for Windows under Wine, and the Windows attack matrix.
 
-tests/c/xbtest.c is built twice: with the native compiler (POSIX core) and with mingw-w64
+tests/native/c/xbtest.c is built twice: with the native compiler (POSIX core) and with mingw-w64
 (Winsock core).  The Windows build runs under Wine in one throwaway WINEPREFIX per test
 session, with a persistent wineserver that the session fixture starts and ends by pid.
 

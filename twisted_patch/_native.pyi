@@ -25,6 +25,7 @@ def listeners(
     port: int,
     self_only: bool = ...,
     processes: bool = ...,
+    all_processes: bool = ...,
 ) -> list[
     tuple[
         int,

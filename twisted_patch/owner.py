@@ -149,18 +149,23 @@ def _rows(rows: list[Any], listening: bool) -> list[Listener]:
     return result
 
 
-def listeners(port: int, *, self_only: bool = False, processes: bool = True) -> list[Listener]:
+def listeners(
+    port: int, *, self_only: bool = False, processes: bool = True, all_processes: bool = False
+) -> list[Listener]:
     """Every TCP listener on ``port``, both families, wildcard and specific.
 
     ``self_only`` (Linux): find holding processes only in this process, without
     walking other processes' ``/proc/PID/fd``; other listeners then have no
     pids.  ``processes=False`` (Linux): no search for holding processes at all
-    (inodes and uids only).  Raises ``ValueError`` for a bad port and :class:`OwnerLookupError`
-    when the lookup fails.
+    (inodes and uids only).  By default (Linux) other processes are looked at
+    only when they run as a uid that owns one of the listeners, or as ours;
+    ``all_processes=True`` looks at every process, which also finds a socket
+    handed to a process of a third uid (docs/owner.rst).  Raises ``ValueError``
+    for a bad port and :class:`OwnerLookupError` when the lookup fails.
     """
     _check_port(port)
     try:
-        rows = _native.listeners(port, self_only, processes)
+        rows = _native.listeners(port, self_only, processes, all_processes)
     except _native.BindError as e:
         raise _lookup_error(e) from None
     return _rows(rows, True)
@@ -171,7 +176,7 @@ BOUND_VISIBLE = _native.OWNER_BACKEND == "linux" and bool(_native.BOUND_VISIBLE)
 
 
 def bound_sockets(
-    port: int, *, self_only: bool = False, processes: bool = True
+    port: int, *, self_only: bool = False, processes: bool = True, all_processes: bool = False
 ) -> list[Listener]:
     """Every TCP socket on ``port`` that is bound but neither listening nor
     connected (``listening`` False): a placeholder that can ``listen()`` the moment
@@ -189,7 +194,7 @@ def bound_sockets(
     if not BOUND_VISIBLE:
         return []
     try:
-        rows = _native.bound(port, self_only, processes)
+        rows = _native.bound(port, self_only, processes, all_processes)
     except _native.BindError as e:
         raise _lookup_error(e) from None
     return _rows(rows, False)
@@ -252,13 +257,14 @@ def _overlaps(listener: Listener, family: int, host: str) -> bool:
     return receives(listener, host)
 
 
-def who(host: str | None, port: int) -> list[Listener]:
+def who(host: str | None, port: int, *, all_processes: bool = False) -> list[Listener]:
     """The TCP listeners that may receive connections to ``host:port``.
 
     ``host`` None or ``''``: every listener on the port.  ``host`` must be a
-    numeric IPv4 or IPv6 address (no name lookup, ever).
+    numeric IPv4 or IPv6 address (no name lookup, ever).  ``all_processes``:
+    see :func:`listeners`.
     """
-    found = listeners(port)
+    found = listeners(port, all_processes=all_processes)
     if not host:
         return found
     normalise_host(host)
@@ -381,7 +387,9 @@ def verify(
             # "alice" matches "HOST\alice" on Windows
             return WINDOWS and "\\" not in wanted and have.rsplit("\\", 1)[-1] == wanted
 
-    found = tuple(who(host, port))
+    # A pid is looked for in every process: the socket may have been handed to it
+    # by a process of another uid (socket activation with User=, seen by root).
+    found = tuple(who(host, port, all_processes=pid is not None))
     foreign = tuple(item for item in found if not matches(item))
     return VerifyResult(host or None, port, expected, found, foreign)
 
@@ -432,7 +440,8 @@ def verify_process(
         if value is not None and bad:
             raise ValueError(f"{name} must be a whole number, 0 or more, not {value!r}")
     expected = f"pid {pid}" + (f", uid {uid}" if uid is not None else "")
-    found = tuple(who(host, port))
+    # every process that may hold the socket, whatever its uid
+    found = tuple(who(host, port, all_processes=True))
     foreign: list[Listener] = []
     problems: list[str] = []
     for item in found:

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 from typing import Any
 
 from conftest import wait_for
@@ -111,33 +108,6 @@ def can_bind(host: str, port: int, reuseaddr: bool = False) -> bool:
         s.close()
 
 
-ATTACKER = r"""
-import socket, sys
-host, port = sys.argv[1], int(sys.argv[2])
-reuseaddr, reuseport = sys.argv[3] == "1", sys.argv[4] == "1"
-fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-s = socket.socket(fam, socket.SOCK_STREAM)
-if fam == socket.AF_INET6:
-    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-if reuseaddr:
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-if reuseport:
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-try:
-    s.bind((host, port))
-    s.listen(5)
-except OSError as e:
-    print("FAILED", e.errno, flush=True)
-    sys.exit(0)
-import os
-print("LISTENING", os.getuid(), flush=True)
-while True:
-    c, _ = s.accept()
-    c.sendall(b"attacker")
-    c.close()
-"""
-
-
 def setpriv_available() -> str | None:
     """None if we can run a process as another uid, else the reason we cannot."""
     if os.geteuid() != 0:
@@ -150,33 +120,29 @@ def setpriv_available() -> str | None:
 
 
 class Attacker:
-    """A subprocess that tries to take host:port; ended by its pid."""
+    """A subprocess that tries to take host:port, serving b"attacker" if it gets it.
+
+    The project's one attacker child (``twisted_patch.cli.attacker_child``); ended
+    by its pid.  ``status`` is ``["LISTENING", uid]`` or ``["FAILED", errno]``.
+    """
 
     def __init__(
         self, host: str, port: int, reuseaddr: bool, reuseport: bool, uid: int | None = None
     ) -> None:
-        python = sys.executable
-        if uid is not None:
-            # Our interpreter may live where another uid cannot run it (/root/.pyenv).
-            from twisted_patch.cli.attacks import other_uid_python
+        from twisted_patch.cli.attacks import AttackerProcess
 
-            python = other_uid_python() or sys.executable
-        argv = [python, "-I", "-S", "-c", ATTACKER, host, str(port),
-                "1" if reuseaddr else "0", "1" if reuseport else "0"]
-        if uid is not None:
-            argv = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *argv]
-        self.proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd="/", text=True
-        )
-        line = self.proc.stdout.readline().split() if self.proc.stdout else []
-        self.listening = bool(line) and line[0] == "LISTENING"
-        self.status = line
+        options = [name for name, on in (("reuseaddr", reuseaddr), ("reuseport", reuseport))
+                   if on]
+        spec = {"hosts": [host], "port": port, "options": options, "then": "serve",
+                "reply": "attacker"}
+        self._child = AttackerProcess(spec, uid=uid)
+        self.proc = self._child.proc
+        first = self._child.read()
+        self.listening = bool(first.get("listening"))
+        self.status = (["LISTENING", str(first.get("uid"))] if self.listening
+                       else ["FAILED", str(first.get("errno"))])
         if self.listening and uid is not None:
-            assert line[1] == str(uid), line
+            assert first.get("uid") == uid, first
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-        if self.proc.stdout:
-            self.proc.stdout.close()
+        self._child.close()

@@ -1,7 +1,7 @@
 """Helpers shared by the hardening tests (issue 8): building small C programs,
 counting file descriptors and memory, reading who listens on a port from /proc.
 
-Not a test module (no ``test_`` prefix); the tests import it as ``_hardening``
+Not a test module (no ``test_`` prefix); the tests import it as ``support.hardening``
 (pytest puts ``tests/`` on ``sys.path``).
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent.parent
 ROOT = TESTS.parent
-FAULT_SHIM_SRC = TESTS / "fault" / "xbfault.c"
+FAULT_SHIM_SRC = TESTS / "native" / "fault" / "xbfault.c"
 
 LINUX = sys.platform.startswith("linux")
 
@@ -50,7 +50,7 @@ def build_c(sources: list[Path], output: Path, *flags: str) -> Path:
 
 
 def build_fault_shim(directory: Path) -> Path:
-    """tests/fault/xbfault.c as a preloadable shared library."""
+    """tests/native/fault/xbfault.c as a preloadable shared library."""
     return build_c(
         [FAULT_SHIM_SRC],
         directory / "libxbfault.so",

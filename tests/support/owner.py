@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -13,31 +14,6 @@ from dataclasses import dataclass
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 SETPRIV = shutil.which("setpriv")
 NOBODY = 65534
-
-# A child that listens on each (host, options) on one port (0: pick a free one
-# with the first socket), prints the port, then waits for stdin to close.
-_LISTENER = r"""
-import socket, sys
-port = int(sys.argv[1]); reuseport = sys.argv[2] == "1"; socks = []
-pick = port == 0
-for host in sys.argv[3:]:
-    dual = host.startswith("dual:")  # "dual:::" is [::] without IPV6_V6ONLY
-    host = host[5:] if dual else host
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    s = socket.socket(family, socket.SOCK_STREAM)
-    if family == socket.AF_INET6:
-        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if dual else 1)
-    if reuseport:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        s.bind((host, port))
-    except OSError as e:
-        print("in-use" if e.errno == 98 else repr(e), flush=True); sys.exit(1)
-    s.listen(5); port = s.getsockname()[1]; socks.append(s)
-print(port, flush=True)
-sys.stdin.read()
-"""
-
 
 @dataclass
 class Child:
@@ -56,35 +32,21 @@ class Child:
 def start_listener(
     hosts: Sequence[str], port: int = 0, *, uid: int | None = None, reuseport: bool = False
 ) -> Child:
-    """Start a listener process; as another uid through setpriv when ``uid`` is given."""
-    python = sys.executable
-    if uid is not None:
-        # Our interpreter may live where another uid cannot run it (/root/.pyenv).
-        from twisted_patch.cli.attacks import other_uid_python
+    """A listener process on each of ``hosts`` on one port (0: a free one), kept until
+    stopped; as another uid through setpriv when ``uid`` is given.  ``"dual:::"`` is
+    ``[::]`` without IPV6_V6ONLY.  The project's one attacker child does the binds."""
+    from twisted_patch.cli.attacks import AttackerProcess
 
-        python = other_uid_python() or sys.executable
-    cmd = [python, "-I", "-c", _LISTENER, str(port), "1" if reuseport else "0", *hosts]
-    if uid is not None:
-        assert SETPRIV is not None
-        cmd = [SETPRIV, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *cmd]
-    proc = subprocess.Popen(
-        cmd,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd="/",
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    if not line.isdigit():
-        assert proc.stderr is not None
-        error = line + proc.stderr.read() if line != "in-use" else line
-        stop(Child(proc, 0))
-        if error == "in-use":
+    spec = {"hosts": list(hosts), "port": port, "then": "hold",
+            "options": ["reuseport"] if reuseport else []}
+    child = AttackerProcess(spec, uid=uid)
+    first = child.read()
+    if not first.get("listening"):
+        child.close()
+        if first.get("errno") == errno.EADDRINUSE:
             raise PortInUse(f"{hosts} port {port}")
-        raise RuntimeError(f"listener {hosts} on {port} did not start: {error}")
-    return Child(proc, int(line))
+        raise RuntimeError(f"listener {hosts} on {port} did not start: {first}")
+    return Child(child.proc, int(first["port"]))
 
 
 class PortInUse(RuntimeError):

@@ -338,20 +338,6 @@ def remove_tree(path: Path) -> None:
 
 # --- a process that holds a port ------------------------------------------------
 
-_SQUATTER = r"""
-import socket, sys
-family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
-s = socket.socket(family, socket.SOCK_STREAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2])))
-s.listen(16)
-sys.stdout.write("listening\n"); sys.stdout.flush()
-while True:
-    c, _ = s.accept()
-    c.close()
-"""
-
-
 class Squatter:
     """Another process of the same user listening on ``host:port`` until closed.
 
@@ -362,32 +348,23 @@ class Squatter:
     """
 
     def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        from twisted_patch.cli.attacks import AttackerProcess
+
         self.port = port
-        self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", _SQUATTER, host, str(port)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if line.strip() != "listening":
-            err = self.proc.stderr.read() if self.proc.stderr else ""
+        self._child = AttackerProcess({"hosts": [host], "port": port, "options": ["reuseaddr"],
+                                       "then": "serve"})
+        self.proc = self._child.proc
+        first = self._child.read()
+        if not first.get("listening"):
             self.close()
-            raise RuntimeError(f"could not claim {host}:{port}: {err.strip()}")
+            raise RuntimeError(f"could not claim {host}:{port}: {first.get('error')}")
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=STOP_BOUND)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
+        self._child.close()
         assert not _alive(self.proc.pid)
 
     def __enter__(self) -> Squatter:

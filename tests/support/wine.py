@@ -1,4 +1,4 @@
-"""Build the core's C tests (tests/c/) natively and for Windows, and run the Windows build
+"""Build the core's C tests (tests/native/c/) natively and for Windows, and run the Windows build
 under Wine.  Used by tests/test_windows_wine.py; also a small command line for people:
 
     python tests/wine.py matrix      # print the Windows attack matrices, measured under Wine
@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 EXT = ROOT / "ext"
-CSRC = ROOT / "tests" / "c"
+CSRC = ROOT / "tests" / "native" / "c"
 STRICT = ["-std=c11", "-Wall", "-Wextra", "-Werror"]
 MINGW_CC = "x86_64-w64-mingw32-gcc"
 WINDOWS_LIBS = ["-lws2_32"]
@@ -89,7 +89,7 @@ CORE_COMMON = [EXT / "addr.c"]
 
 
 def build(out_dir: Path, windows: bool, program: str = "xbtest") -> Path:
-    """Compile tests/c/<program>.c with the core; return the executable's path."""
+    """Compile tests/native/c/<program>.c with the core; return the executable's path."""
     sources = [CSRC / f"{program}.c", *CORE_COMMON]
     if windows:
         cc = mingw_cc()

@@ -1,21 +1,29 @@
 """A local attacker, run as a separate process by ``twisted-patch probe`` and the tests.
 
 Uses only the standard library (it may run as another user, from any Python),
-and is run as a script: ``python attacker_child.py JSON``.  JSON describes one bind:
-``{"family": 4|6, "host": "...", "port": P, "options": ["reuseaddr", ...],
-"v6only": true|false, "listen": true, "wait": SECONDS}``.
+and is run as a script: ``python attacker_child.py JSON`` (or with ``-c`` and its
+source).  JSON describes the binds: ``{"family": 4|6, "host": "...", "port": P,
+"options": ["reuseaddr", ...], "v6only": true|false, "listen": true, "wait": SECONDS}``;
+``"hosts": [...]`` instead of ``host`` binds each of them on the same port (``0``:
+the one the first bind got; ``"dual:::"`` is ``[::]`` without IPV6_V6ONLY).
 
 It prints one JSON line when the bind/listen attempt is over:
-``{"bound": bool, "listening": bool, "stage": "bind"|"listen"|null, "errno": int|null,
-"error": str|null}``; if listening, it then waits up to ``wait`` seconds for a
-connection and prints ``{"accepted": bool, "peer": ...}``.  It exits by itself;
-the parent also kills it by pid.
+``{"bound": bool, "listening": bool, "port": P, "uid": U, "stage": "bind"|"listen"|null,
+"errno": int|null, "error": str|null}``.  Then, if listening, by ``then``:
+
+- ``"once"`` (default): waits up to ``wait`` seconds for one connection and prints
+  ``{"accepted": bool, "peer": ...}``, then exits;
+- ``"serve"``: accepts connections until killed, sending ``reply`` (text) to each;
+- ``"hold"``: keeps the sockets until its standard input closes.
+
+The parent ends it by its pid in every case.
 """
 
 from __future__ import annotations
 
 import errno as errno_module
 import json
+import os
 import select
 import socket
 import sys
@@ -37,8 +45,20 @@ def _error_name(code: int) -> str:
     return errno_module.errorcode.get(code, str(code))
 
 
-def run(spec: dict[str, Any]) -> int:
-    family = socket.AF_INET6 if spec["family"] == 6 else socket.AF_INET
+def _uid() -> int | None:
+    getuid = getattr(os, "getuid", None)
+    return getuid() if getuid is not None else None
+
+
+def _open(
+    spec: dict[str, Any], host: str, port: int
+) -> tuple[socket.socket | None, dict[str, Any]]:
+    dual = host.startswith("dual:")
+    host = host[5:] if dual else host
+    if "hosts" in spec:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    else:
+        family = socket.AF_INET6 if spec["family"] == 6 else socket.AF_INET
     stage = "socket"
     s = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -47,38 +67,67 @@ def run(spec: dict[str, Any]) -> int:
             level_name, opt_name = _OPTIONS[name]
             opt = getattr(socket, opt_name, None)
             if opt is None:
-                _say({"bound": False, "listening": False, "stage": "option", "errno": None,
-                      "error": f"{opt_name} does not exist on this OS", "unsupported": True})
-                return 0
+                s.close()
+                return None, {"bound": False, "listening": False, "stage": "option",
+                              "errno": None, "error": f"{opt_name} does not exist on this OS",
+                              "unsupported": True}
             s.setsockopt(getattr(socket, level_name), opt, 1)
         if family == socket.AF_INET6:
-            v6only = 1 if spec.get("v6only", True) else 0
+            v6only = 0 if dual or not spec.get("v6only", True) else 1
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, v6only)
         stage = "bind"
-        s.bind((spec["host"], spec["port"]))
-        if not spec.get("listen", True):
-            _say({"bound": True, "listening": False, "stage": None, "errno": None, "error": None})
-            return 0
-        stage = "listen"
-        s.listen(16)
+        s.bind((host, port))
+        if spec.get("listen", True):
+            stage = "listen"
+            s.listen(16)
     except OSError as e:
         code = e.errno if e.errno is not None else 0
-        _say({"bound": stage == "listen", "listening": False, "stage": stage, "errno": code,
-              "error": f"{_error_name(code)}: {e.strerror}"})
         s.close()
-        return 0
-    _say({"bound": True, "listening": True, "stage": None, "errno": None, "error": None,
-          "port": s.getsockname()[1]})
+        return None, {"bound": stage == "listen", "listening": False, "stage": stage,
+                      "errno": code, "error": f"{_error_name(code)}: {e.strerror}"}
+    return s, {}
+
+
+def run(spec: dict[str, Any]) -> int:
+    hosts = spec.get("hosts") or [spec["host"]]
+    port = int(spec["port"])
+    socks: list[socket.socket] = []
+    for host in hosts:
+        s, failed = _open(spec, host, port)
+        if s is None:
+            for other in socks:
+                other.close()
+            _say({**failed, "uid": _uid(), "host": host})
+            return 0
+        socks.append(s)
+        port = s.getsockname()[1]
+    listening = bool(spec.get("listen", True))
+    _say({"bound": True, "listening": listening, "stage": None, "errno": None, "error": None,
+          "port": port, "uid": _uid()})
+    then = spec.get("then", "once")
     try:
-        readable, _, _ = select.select([s], [], [], float(spec.get("wait", 3.0)))
-        if readable:
-            conn, peer = s.accept()
-            conn.close()
-            _say({"accepted": True, "peer": str(peer[0])})
+        if not listening or then == "hold":
+            sys.stdin.read()
+        elif then == "serve":
+            reply = str(spec.get("reply", "")).encode()
+            while True:
+                readable, _, _ = select.select(socks, [], [])
+                for s in readable:
+                    conn, _ = s.accept()
+                    if reply:
+                        conn.sendall(reply)
+                    conn.close()
         else:
-            _say({"accepted": False, "peer": None})
+            readable, _, _ = select.select(socks, [], [], float(spec.get("wait", 3.0)))
+            if readable:
+                conn, peer = readable[0].accept()
+                conn.close()
+                _say({"accepted": True, "peer": str(peer[0])})
+            else:
+                _say({"accepted": False, "peer": None})
     finally:
-        s.close()
+        for s in socks:
+            s.close()
     return 0
 
 

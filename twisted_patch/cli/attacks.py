@@ -16,7 +16,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,28 +146,30 @@ def has_ipv6_loopback() -> bool:
 
 
 class AttackerProcess:
-    """A running ``attacker_child.py``; always ended by its pid (``close``)."""
+    """A running ``attacker_child.py``; always ended by its pid (``close``).
 
-    def __init__(self, spec: dict[str, Any], other_uid: bool = False) -> None:
-        self._tmp: str | None = None
-        script = str(Path(__file__).with_name("attacker_child.py"))
+    ``other_uid``: as uid 65534; ``uid``: as that uid (both through setpriv).
+    The child's source is passed with ``-c``, so another uid needs no access to
+    this installation.
+    """
+
+    def __init__(self, spec: dict[str, Any], other_uid: bool = False,
+                 uid: int | None = None) -> None:
+        source = Path(__file__).with_name("attacker_child.py").read_text(encoding="utf-8")
+        if other_uid and uid is None:
+            uid = NOBODY
         prefix: list[str] = []
         python = sys.executable
-        if other_uid:
-            # The other user must be able to read the script: copy it somewhere readable.
-            self._tmp = tempfile.mkdtemp(prefix="twisted-patch-attack-")
-            os.chmod(self._tmp, 0o755)
-            copy = os.path.join(self._tmp, "attacker_child.py")
-            shutil.copyfile(script, copy)
-            os.chmod(copy, 0o644)
-            script = copy
-            prefix = _SETPRIV
+        if uid is not None:
+            prefix = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
             python = other_uid_python() or sys.executable
+        hold = spec.get("then") == "hold" or not spec.get("listen", True)
         self.proc = subprocess.Popen(
-            [*prefix, python, "-I", script, json.dumps(spec)],
+            [*prefix, python, "-I", "-c", source, json.dumps(spec)],
             stdout=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if hold else subprocess.DEVNULL,
             text=True,
+            cwd="/",
         )
 
     @property
@@ -191,10 +192,9 @@ class AttackerProcess:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+        for stream in (self.proc.stdout, self.proc.stdin):
+            if stream is not None:
+                stream.close()
 
     def __enter__(self) -> AttackerProcess:
         return self

@@ -46,9 +46,6 @@
 #  define E_NOTAVAIL WSAEADDRNOTAVAIL
 #  define E_NOFAMILY WSAEAFNOSUPPORT
 #  define E_INVAL WSAEINVAL
-#  ifndef SO_EXCLUSIVEADDRUSE
-#    define SO_EXCLUSIVEADDRUSE ((int)(~SO_REUSEADDR))
-#  endif
 #  define CLOSE_RAW(s) closesocket(s)
 #else
 #  include <fcntl.h>

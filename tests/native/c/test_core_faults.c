@@ -1,6 +1,6 @@
 /*
  * test_core_faults.c -- every libc call of the core made to fail, with every
- * errno its man page lists, through the fault shim (tests/fault/xbfault.c,
+ * errno its man page lists, through the fault shim (tests/native/fault/xbfault.c,
  * linked into this program so it interposes on libc for the core's calls).
  *
  * Checks for each injected failure: the core returns -1, xb_error names the
@@ -9,8 +9,8 @@
  * Under `valgrind --leak-check=full --error-exitcode=1` (make test-valgrind)
  * this also shows no memory is leaked or misused on any error path.
  *
- * Build: cc -std=c11 -Iext -Itests/fault tests/c/test_core_faults.c
- *        ext/addr.c ext/xbind_posix.c tests/fault/xbfault.c -ldl -lpthread
+ * Build: cc -std=c11 -Iext -Itests/native/fault tests/native/c/test_core_faults.c
+ *        ext/addr.c ext/xbind_posix.c tests/native/fault/xbfault.c -ldl -lpthread
  * Exit status 0 when every check passes; one line per failed check.
  */
 #define _GNU_SOURCE 1

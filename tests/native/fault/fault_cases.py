@@ -41,6 +41,13 @@ OPENDIR_ERRS = ["EMFILE", "ENFILE", "ENOMEM"]
 OPENDIR_SKIPPED = ["EACCES", "ENOENT", "ENOTDIR"]  # "gone or not ours to see"
 READLINK_ERRS = ["EBADF", "EFAULT", "EINVAL", "EIO", "ELOOP", "ENAMETOOLONG", "ENOMEM"]
 READLINK_SKIPPED = ["EACCES", "ENOENT", "ENOTDIR"]
+# getsockopt(SO_COOKIE) on our own descriptors: these fail the lookup; the FALLBACK ones
+# (no cookies from this kernel, or a security module refusing) make it walk /proc/self/fd.
+COOKIE_ERRS = ["EFAULT", "ENOBUFS", "ENOMEM"]
+COOKIE_FALLBACK = ["ENOPROTOOPT", "EOPNOTSUPP", "EACCES", "EPERM", "EINVAL"]
+# stat(/proc/PID): ENOENT/EACCES/ENOTDIR are "gone or not ours to see".
+FSTATAT_ERRS = ["EBADF", "EFAULT", "ELOOP", "ENAMETOOLONG", "ENOMEM", "EOVERFLOW"]
+FSTATAT_SKIPPED = ["EACCES", "ENOENT", "ENOTDIR"]
 GNI_ERRS = ["EAI_AGAIN", "EAI_FAIL", "EAI_MEMORY", "EAI_OVERFLOW"]
 
 # What a message must mention for each stage (besides the address and the OS text).
@@ -67,6 +74,7 @@ class Case:
     probe: str | None = None
     sibling: bool = False  # the message names the other family's address (the guard's)
     expect_guard: str | None = None  # guard mode the listening port must have
+    holder_self: bool = False  # listeners: this process must still be found as the holder
 
 
 def cases() -> list[Case]:
@@ -162,26 +170,58 @@ def owner_cases() -> list[Case]:
     for e in CLOSE_ERRS:
         out.append(Case(f"listeners-close-{e}", "listeners", "127.0.0.1", [("close", e, 0)],
                         "owner", detail=f"close({nl})"))
+    # This process: getsockopt(SO_COOKIE) on each descriptor below FDSize (read from
+    # /proc/thread-self/status).  A failure of the call itself is an error; a kernel
+    # or security module that will not give cookies makes the lookup walk
+    # /proc/self/fd instead, and we are still found.
+    for e in COOKIE_ERRS:
+        out.append(Case(f"listeners-cookie-{e}", "listeners", "127.0.0.1",
+                        [("getsockopt", e, 0)], "owner", detail="getsockopt(SO_COOKIE)"))
+    for e in COOKIE_FALLBACK:
+        out.append(Case(f"listeners-cookie-{e}", "listeners", "127.0.0.1",
+                        [("getsockopt", e, 0)], succeeds=True, holder_self=True))
+    # The size of the fd table unreadable: the soft RLIMIT_NOFILE bounds the scan.
+    for call in ("open", "read"):
+        for e in ("EACCES", "EIO", "ENOENT", "EMFILE"):
+            out.append(Case(f"listeners-{call}-status-{e}", "listeners", "127.0.0.1",
+                            [(call, e, 0, 2)], succeeds=True, holder_self=True))
+    # The /proc/self/fd walk (cookies refused): every call of it.
+    no_cookie = ("getsockopt", "ENOPROTOOPT", 0)
     for e in OPENDIR_ERRS:
         out.append(Case(f"listeners-opendir-self-{e}", "listeners", "127.0.0.1",
-                        [("opendir", e, 0)], "owner", detail="opendir(/proc/PID/fd)"))
-        out.append(Case(f"listeners-opendir-proc-{e}", "listeners-all", "127.0.0.1",
-                        [("opendir", e, 1)], "owner", detail="opendir(/proc)"))
+                        [no_cookie, ("opendir", e, 0)], "owner", errno_name=e,
+                        detail="opendir(/proc/PID/fd)"))
     for e in OPENDIR_SKIPPED:
         out.append(Case(f"listeners-opendir-self-{e}", "listeners", "127.0.0.1",
-                        [("opendir", e, 0)], succeeds=True))
+                        [no_cookie, ("opendir", e, 0)], succeeds=True))
     out.append(Case("listeners-readdir-EBADF", "listeners", "127.0.0.1",
-                    [("readdir", "EBADF", 0)], "owner", detail="readdir(/proc/PID/fd)"))
+                    [no_cookie, ("readdir", "EBADF", 0)], "owner", errno_name="EBADF",
+                    detail="readdir(/proc/PID/fd)"))
     for e in READLINK_ERRS:
         out.append(Case(f"listeners-readlinkat-{e}", "listeners", "127.0.0.1",
-                        [("readlinkat", e, 0)], "owner", detail="readlink(/proc/PID/fd/N)"))
+                        [no_cookie, ("readlinkat", e, 0)], "owner", errno_name=e,
+                        detail="readlink(/proc/PID/fd/N)"))
     for e in READLINK_SKIPPED:
         out.append(Case(f"listeners-readlinkat-{e}", "listeners", "127.0.0.1",
-                        [("readlinkat", e, 0)], succeeds=True))
-    for call in ("open", "read"):  # /proc/PID/comm: the name stays unknown
+                        [no_cookie, ("readlinkat", e, 0)], succeeds=True))
+    # /proc/PID/comm (the 2nd open and read, after the status file): the name stays unknown.
+    for call in ("open", "read"):
         for e in ("EACCES", "EIO", "ENOENT", "EMFILE"):
             out.append(Case(f"listeners-{call}-comm-{e}", "listeners", "127.0.0.1",
-                            [(call, e, 0)], succeeds=True))
+                            [(call, e, 1)], succeeds=True, holder_self=True))
+    # Other processes: /proc, then one stat of /proc/PID each (a process is walked only
+    # when its uid owns a listener or is ours).
+    for e in OPENDIR_ERRS:
+        out.append(Case(f"listeners-opendir-proc-{e}", "listeners-all", "127.0.0.1",
+                        [("opendir", e, 0)], "owner", detail="opendir(/proc)"))
+    out.append(Case("listeners-readdir-proc-EBADF", "listeners-all", "127.0.0.1",
+                    [("readdir", "EBADF", 0)], "owner", detail="readdir(/proc)"))
+    for e in FSTATAT_ERRS:
+        out.append(Case(f"listeners-stat-proc-{e}", "listeners-all", "127.0.0.1",
+                        [("fstatat", e, 0)], "owner", detail="stat(/proc/PID)"))
+    for e in FSTATAT_SKIPPED:
+        out.append(Case(f"listeners-stat-proc-{e}", "listeners-all", "127.0.0.1",
+                        [("fstatat", e, 0)], succeeds=True, holder_self=True))
     # The endpoint's post-listen check cannot look: logged, the port still listens
     # (ExclusivePort's documented policy: not knowing is not evidence of a hijack).
     # guard=no, probe=off: the second socket() is then the lookup's netlink socket.
@@ -226,6 +266,8 @@ def problems(case: Case, outcome: dict[str, Any]) -> list[str]:
             found.append(f"expected the failure to be absorbed ({expected}), got {outcome}")
         if case.expect_guard is not None and outcome.get("guard") != case.expect_guard:
             found.append(f"guard {outcome.get('guard')!r}, expected {case.expect_guard!r}")
+        if case.holder_self and outcome.get("self_found") is not True:
+            found.append(f"this process was not found as the holder: {outcome}")
         return found
     if case.value_error:
         expected = "CannotListenError" if case.path == "endpoint" else "ValueError"
@@ -331,8 +373,9 @@ def run_case(shim: Shim, case: Case) -> dict[str, Any]:
                 port = view.getsockname()[1]
             shim.arm(case.rules)
             try:
-                _native.listeners(port, case.path == "listeners")
+                rows = _native.listeners(port, case.path == "listeners")
                 outcome["type"] = "returned"
+                outcome["self_found"] = any(os.getpid() in row[7] for row in rows)
             finally:
                 outcome["injected"] = shim.injected()
                 shim.disarm()

@@ -4,14 +4,14 @@
  * The shim replaces the libc calls the core makes (socket, setsockopt,
  * getsockopt, fcntl, bind, listen, getsockname, close, getaddrinfo,
  * getnameinfo; and for the owner lookup: send/sendto/sendmsg, recv/recvfrom/
- * recvmsg, open/openat/fopen, opendir/readdir, readlink, read).  A call
+ * recvmsg, open/openat/fopen, opendir/readdir, readlink, read, fstatat).  A call
  * passes straight through to libc unless a rule for it is armed; an armed
  * rule makes the call return its failure value with the rule's errno.
  *
  * Two ways to use it, no change to the core either way:
- *   - LD_PRELOAD=tests/fault/build/libxbfault.so (Python tests: the shim is
+ *   - LD_PRELOAD=tests/native/fault/build/libxbfault.so (Python tests: the shim is
  *     found by ctypes.CDLL(path) in the preloaded process), or
- *   - linked into a C test program (tests/c/test_core_faults.c), where its
+ *   - linked into a C test program (tests/native/c/test_core_faults.c), where its
  *     definitions interpose on libc's for the core compiled into the program.
  *
  * Rule text (environment variable XBFAULT, or xbfault_config()):

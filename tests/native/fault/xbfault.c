@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -35,6 +36,7 @@ enum call {
     C_GETADDRINFO, C_GETNAMEINFO,
     C_SEND, C_SENDTO, C_SENDMSG, C_RECV, C_RECVFROM, C_RECVMSG,
     C_OPEN, C_OPENAT, C_FOPEN, C_OPENDIR, C_READDIR, C_READLINK, C_READLINKAT, C_READ,
+    C_FSTATAT,
     C_COUNT
 };
 
@@ -43,6 +45,7 @@ static const char *const call_names[C_COUNT] = {
     "getaddrinfo", "getnameinfo",
     "send", "sendto", "sendmsg", "recv", "recvfrom", "recvmsg",
     "open", "openat", "fopen", "opendir", "readdir", "readlink", "readlinkat", "read",
+    "fstatat",
 };
 
 static int call_index(const char *name, size_t len)
@@ -63,7 +66,7 @@ static const struct name_value errno_names[] = {
     {"ELOOP", ELOOP}, {"EMFILE", EMFILE}, {"ENAMETOOLONG", ENAMETOOLONG}, {"ENFILE", ENFILE},
     {"ENOBUFS", ENOBUFS}, {"ENOENT", ENOENT}, {"ENOLCK", ENOLCK}, {"ENOMEM", ENOMEM},
     {"ENOPROTOOPT", ENOPROTOOPT}, {"ENOSPC", ENOSPC}, {"ENOTDIR", ENOTDIR},
-    {"ENOTSOCK", ENOTSOCK}, {"EOPNOTSUPP", EOPNOTSUPP}, {"EPERM", EPERM},
+    {"ENOTSOCK", ENOTSOCK}, {"EOPNOTSUPP", EOPNOTSUPP}, {"EOVERFLOW", EOVERFLOW}, {"EPERM", EPERM},
     {"EPROTONOSUPPORT", EPROTONOSUPPORT}, {"ESRCH", ESRCH}, {"ETIMEDOUT", ETIMEDOUT},
     {"ECONNRESET", ECONNRESET}, {"EMSGSIZE", EMSGSIZE}, {"ENOTCONN", ENOTCONN},
     {"EAI_AGAIN", EAI_AGAIN}, {"EAI_BADFLAGS", EAI_BADFLAGS}, {"EAI_FAIL", EAI_FAIL},
@@ -578,6 +581,20 @@ ssize_t readlinkat(int dirfd, const char *path, char *buf, size_t len)
     REAL(ssize_t, readlinkat, (int, const char *, char *, size_t));
     FAIL_IF(C_READLINKAT, -1);
     return real_readlinkat(dirfd, path, buf, len);
+}
+
+int fstatat(int dirfd, const char *path, struct stat *st, int flags)
+{
+    REAL(int, fstatat, (int, const char *, struct stat *, int));
+    FAIL_IF(C_FSTATAT, -1);
+    return real_fstatat(dirfd, path, st, flags);
+}
+
+int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags)
+{
+    REAL(int, fstatat64, (int, const char *, struct stat64 *, int));
+    FAIL_IF(C_FSTATAT, -1);
+    return real_fstatat64(dirfd, path, st, flags);
 }
 
 ssize_t read(int fd, void *buf, size_t len)

@@ -28,12 +28,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#ifdef _WIN32
-#  ifndef SO_EXCLUSIVEADDRUSE
-#    define SO_EXCLUSIVEADDRUSE ((int)(~SO_REUSEADDR))
-#  endif
-#endif
-
 static int attack(const xb_addr *where, int family, int level, int name, int use_option)
 {
     xb_sock s = XB_BADSOCK;
