@@ -215,7 +215,7 @@ int xb_owner_bound(int port, unsigned flags, xb_listeners *out, xb_error *err)
     (void)port;
     (void)flags;
     xb_listeners_free(out);
-    return fail(err, ENOSYS, "bound, non-listening sockets are not listed on macOS yet");
+    return xb_fail(err, XB_STAGE_OWNER, ENOSYS, "bound, non-listening sockets are not listed on macOS yet");
 }
 
 int xb_owner_bound_visible(void)
@@ -229,15 +229,15 @@ int xb_process_start_time(long pid, double *out, xb_error *err)
     int n;
 
     if (out == NULL)
-        return fail(err, EINVAL, "xb_process_start_time");
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "xb_process_start_time");
     *out = 0.0;
     if (pid <= 0)
-        return fail(err, ESRCH, "no such process");
+        return xb_fail(err, XB_STAGE_OWNER, ESRCH, "no such process");
     n = proc_pidinfo((int)pid, PROC_PIDTBSDINFO, 0, &info, (int)sizeof(info));
     if (n <= 0)
-        return fail(err, errno ? errno : ESRCH, "proc_pidinfo(PROC_PIDTBSDINFO)");
+        return xb_fail(err, XB_STAGE_OWNER, errno ? errno : ESRCH, "proc_pidinfo(PROC_PIDTBSDINFO)");
     if (n < (int)sizeof(info))
-        return fail(err, EIO, "proc_pidinfo(PROC_PIDTBSDINFO): short answer");
+        return xb_fail(err, XB_STAGE_OWNER, EIO, "proc_pidinfo(PROC_PIDTBSDINFO): short answer");
     *out = (double)info.pbi_start_tvsec + (double)info.pbi_start_tvusec / 1e6;
     return 0;
 }
@@ -247,5 +247,5 @@ int xb_owner_timewait(int port, size_t *count, xb_error *err)
     (void)port;
     if (count)
         *count = 0;
-    return fail(err, ENOSYS, "TIME_WAIT entries are not counted on macOS");
+    return xb_fail(err, XB_STAGE_OWNER, ENOSYS, "TIME_WAIT entries are not counted on macOS");
 }

@@ -700,9 +700,17 @@ int xb_owner_bound(int port, unsigned flags, xb_listeners *out, xb_error *err)
 int xb_owner_bound_visible(void)
 {
     struct utsname u;
-    int major = 0, minor = 0;
+    char *end;
+    long major, minor;
 
-    if (uname(&u) != 0 || sscanf(u.release, "%d.%d", &major, &minor) != 2)
+    if (uname(&u) != 0)
+        return 0;
+    errno = 0;
+    major = strtol(u.release, &end, 10);
+    if (errno != 0 || end == u.release || *end != '.')
+        return 0;
+    minor = strtol(end + 1, &end, 10);
+    if (errno != 0)
         return 0;
     return major > 6 || (major == 6 && minor >= 6);
 }

@@ -37,7 +37,7 @@ int xb_owner_bound(int port, unsigned flags, xb_listeners *out, xb_error *err)
     (void)port;
     (void)flags;
     xb_listeners_free(out);
-    return fail(err);
+    return xb_fail(err, XB_STAGE_OWNER, ENOSYS, unsupported);
 }
 
 int xb_owner_bound_visible(void)
@@ -50,7 +50,7 @@ int xb_process_start_time(long pid, double *out, xb_error *err)
     (void)pid;
     if (out)
         *out = 0.0;
-    return fail(err);
+    return xb_fail(err, XB_STAGE_OWNER, ENOSYS, unsupported);
 }
 
 int xb_owner_timewait(int port, size_t *count, xb_error *err)
@@ -58,5 +58,5 @@ int xb_owner_timewait(int port, size_t *count, xb_error *err)
     (void)port;
     if (count)
         *count = 0;
-    return fail(err);
+    return xb_fail(err, XB_STAGE_OWNER, ENOSYS, unsupported);
 }

@@ -256,7 +256,7 @@ int xb_owner_bound(int port, unsigned flags, xb_listeners *out, xb_error *err)
     xb_listeners_free(out);
     /* GetExtendedTcpTable lists no socket that is bound without listening or
      * connecting: such a placeholder cannot be seen on Windows. */
-    return fail(err, ERROR_NOT_SUPPORTED, "bound, non-listening sockets cannot be listed on Windows");
+    return xb_fail(err, XB_STAGE_OWNER, (int)(ERROR_NOT_SUPPORTED), "bound, non-listening sockets cannot be listed on Windows");
 }
 
 int xb_owner_bound_visible(void)
@@ -267,30 +267,29 @@ int xb_owner_bound_visible(void)
 int xb_process_start_time(long pid, double *out, xb_error *err)
 {
     FILETIME created, exited, kernel, user;
-    ULARGE_INTEGER t;
+    unsigned long long t;
     HANDLE proc;
     BOOL ok;
 
     if (out == NULL)
-        return fail(err, ERROR_INVALID_PARAMETER, "xb_process_start_time");
+        return xb_fail(err, XB_STAGE_OWNER, (int)(ERROR_INVALID_PARAMETER), "xb_process_start_time");
     *out = 0.0;
     if (pid < 0)
-        return fail(err, ERROR_INVALID_PARAMETER, "no such process");
+        return xb_fail(err, XB_STAGE_OWNER, (int)(ERROR_INVALID_PARAMETER), "no such process");
     proc = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, (DWORD)pid);
     if (proc == NULL)
-        return fail(err, GetLastError(), "OpenProcess");
+        return xb_fail(err, XB_STAGE_OWNER, (int)(GetLastError()), "OpenProcess");
     ok = GetProcessTimes(proc, &created, &exited, &kernel, &user);
     if (!ok) {
         DWORD e = GetLastError();
         (void)CloseHandle(proc);
-        return fail(err, e, "GetProcessTimes");
+        return xb_fail(err, XB_STAGE_OWNER, (int)(e), "GetProcessTimes");
     }
     if (!CloseHandle(proc))
-        return fail(err, GetLastError(), "CloseHandle");
-    t.LowPart = created.dwLowDateTime;
-    t.HighPart = created.dwHighDateTime;
+        return xb_fail(err, XB_STAGE_OWNER, (int)(GetLastError()), "CloseHandle");
     /* 100 ns intervals since 1601-01-01 -> seconds since 1970-01-01 (as psutil) */
-    *out = ((double)t.QuadPart - 116444736000000000.0) / 1e7;
+    t = ((unsigned long long)created.dwHighDateTime << 32) | created.dwLowDateTime;
+    *out = ((double)t - 116444736000000000.0) / 1e7;
     return 0;
 }
 
@@ -299,5 +298,5 @@ int xb_owner_timewait(int port, size_t *count, xb_error *err)
     (void)port;
     if (count)
         *count = 0;
-    return fail(err, ERROR_NOT_SUPPORTED, "TIME_WAIT entries are not counted on Windows");
+    return xb_fail(err, XB_STAGE_OWNER, (int)(ERROR_NOT_SUPPORTED), "TIME_WAIT entries are not counted on Windows");
 }

@@ -323,7 +323,9 @@ int xb_owner_timewait(int port, size_t *count, xb_error *err);
  * checked to be 0.  Fails with the OS's code where a listening socket cannot
  * stop listening (the BSDs and macOS: ENOTCONN from shutdown(); Windows:
  * WSAEOPNOTSUPP without trying): the socket then still listens, still bound,
- * with SO_REUSEADDR cleared, and the caller must keep it open.
+ * with SO_REUSEADDR cleared, and the caller must keep it open.  Never call it
+ * on a socket bound to port 0 (the OS chose the number): Linux then releases
+ * the port at shutdown(), silently -- getsockname() still shows it (measured).
  */
 int xb_socket_unlisten(xb_sock s, xb_error *err);
 

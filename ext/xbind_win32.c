@@ -300,5 +300,5 @@ int xb_socket_unlisten(xb_sock s, xb_error *err)
     /* Winsock has no way back from listen(): shutdown() of a listening socket
      * fails with WSAENOTCONN.  The caller keeps the socket listening. */
     (void)s;
-    return fail(err, XB_STAGE_LISTEN, WSAEOPNOTSUPP, "a listening socket cannot stop listening on Windows");
+    return xb_fail(err, XB_STAGE_LISTEN, WSAEOPNOTSUPP, "a listening socket cannot stop listening on Windows");
 }

@@ -44,6 +44,7 @@ def bound(
     port: int,
     self_only: bool = ...,
     processes: bool = ...,
+    all_processes: bool = ...,
 ) -> list[
     tuple[
         int,

@@ -325,7 +325,7 @@ class ExclusiveListening:
         if skt is not None and _sockets.shared_bind(skt):
             selfcheck.ensure_exclusive(skt, held.key[1], placeholders=True)
 
-    def _keep_as_guard(self, skt: socket.socket) -> None:
+    def _keep_as_guard(self, skt: socket.socket, os_chose_port: bool = False) -> None:
         """Make ``skt`` -- bound to our sibling address, listening or not -- our guard.
 
         Used when the listener of ours on the sibling address stops, or fails to
@@ -333,7 +333,9 @@ class ExclusiveListening:
         and replaced by a new one, so the address is never free for an instant.
         serve: it goes on listening, for our factory.  refuse: it stops listening
         and keeps its bind (:func:`twisted_patch._sockets.unlisten`); where the
-        OS cannot, it goes on listening and closes every connection at once.
+        OS cannot -- or when ``os_chose_port`` (the socket was bound to port 0:
+        Linux releases such a port at shutdown, silently, measured) -- it goes on
+        listening and closes every connection at once.
         Whatever fails, the socket is not closed here: it is kept as a bare guard
         (the address stays ours) and an error-level event says so.
         """
@@ -356,6 +358,8 @@ class ExclusiveListening:
                 held = Guard(skey, self, mode, port=self._guard_port(skt, sib[1], self.factory))
             elif not listening:
                 held = Guard(skey, self, mode, socket=skt)
+            elif os_chose_port:
+                held = Guard(skey, self, mode, port=self._guard_port(skt, sib[1], _REFUSE))
             else:
                 try:
                     _sockets.unlisten(skt)
@@ -480,7 +484,7 @@ class ExclusiveListening:
             kept, self._kept_socket = self._kept_socket, None
             if kept is not None:
                 assert survivor is not None
-                survivor._keep_as_guard(kept)
+                survivor._keep_as_guard(kept, os_chose_port=int(self.port or 0) == 0)
 
     def _survivor(self, key: Key | None) -> ExclusiveListening | None:
         """The listener of ours on our sibling address that takes our socket as its
