@@ -160,6 +160,11 @@ const char *xb_stage_name(xb_stage stage)
 
 int xb_listen(const xb_addr *addr, int backlog, xb_sock *out, xb_error *err)
 {
+    return xb_listen_ex(addr, backlog, 0, out, err);
+}
+
+int xb_listen_ex(const xb_addr *addr, int backlog, unsigned flags, xb_sock *out, xb_error *err)
+{
     xb_sock s = XB_BADSOCK;
 
     if (out == NULL || addr == NULL)
@@ -167,10 +172,29 @@ int xb_listen(const xb_addr *addr, int backlog, xb_sock *out, xb_error *err)
     *out = XB_BADSOCK;
     if (xb_socket_open(xb_addr_family(addr), &s, err) != 0)
         return -1;
+#ifndef _WIN32
+    if ((flags & XB_LISTEN_STRICT_BIND) &&
+        xb_socket_setopt(s, SOL_SOCKET, SO_REUSEADDR, 0, "SO_REUSEADDR", err) != 0) {
+        xb_close(s);
+        return -1;
+    }
+#endif
     if (xb_socket_bind(s, addr, err) != 0 || xb_socket_listen(s, backlog, err) != 0) {
         xb_close(s); /* the error of interest is the one already recorded */
         return -1;
     }
+#ifndef _WIN32
+    /* Listening, the socket conflicts with every later bind whatever its options;
+     * SO_REUSEADDR now only lets its accepted connections' TIME_WAIT entries be
+     * reused by the next start, as they would be with Twisted's own ports. */
+    if ((flags & XB_LISTEN_STRICT_BIND) &&
+        xb_socket_setopt(s, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR", err) != 0) {
+        xb_close(s);
+        return -1;
+    }
+#else
+    (void)flags;
+#endif
     *out = s;
     return 0;
 }

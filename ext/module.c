@@ -296,10 +296,34 @@ static PyObject *py_listen(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(unlisten_doc,
+"unlisten(handle) -> None\n\n"
+"Stop a listening socket listening, keeping its bind (it becomes a guard):\n"
+"SO_REUSEADDR cleared, shutdown(SHUT_RD), SO_ACCEPTCONN checked.  Raises\n"
+"BindError (stage 'listen' or 'option') where the OS cannot: the socket then\n"
+"still listens, still bound.");
+
+static PyObject *py_unlisten(PyObject *self, PyObject *args)
+{
+    xb_sock s;
+    xb_addr name;
+    xb_error err = {XB_STAGE_NONE, 0, NULL};
+
+    if (!PyArg_ParseTuple(args, "O&:unlisten", sock_converter, &s))
+        return NULL;
+    if (xb_socket_unlisten(s, &err) != 0) {
+        xb_error ignored;
+        return raise_error(self, &err, xb_socket_name(s, &name, &ignored) == 0 ? &name : NULL);
+    }
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(listen_tcp_doc,
-"listen_tcp(host, port, backlog, family=0) -> handle\n\n"
+"listen_tcp(host, port, backlog, family=0, strict=False) -> handle\n\n"
 "Open, harden, bind and listen in one call.  On failure nothing is left open\n"
-"and BindError says which stage failed.");
+"and BindError says which stage failed.  strict (POSIX): bind without\n"
+"SO_REUSEADDR (set once listening), so that the bind fails beside any socket\n"
+"bound on an overlapping address, TIME_WAIT entries included.");
 
 static PyObject *py_listen_tcp(PyObject *self, PyObject *args)
 {
@@ -307,11 +331,12 @@ static PyObject *py_listen_tcp(PyObject *self, PyObject *args)
     long port;
     int backlog;
     int family = AF_UNSPEC;
+    int strict = 0;
     xb_addr addr;
     xb_sock s;
     xb_error err = {XB_STAGE_NONE, 0, NULL};
 
-    if (!PyArg_ParseTuple(args, "Oli|i:listen_tcp", &host, &port, &backlog, &family))
+    if (!PyArg_ParseTuple(args, "Oli|ip:listen_tcp", &host, &port, &backlog, &family, &strict))
         return NULL;
     if (backlog < 0) {
         PyErr_Format(PyExc_ValueError, "backlog must be 0 or more, not %d", backlog);
@@ -319,7 +344,7 @@ static PyObject *py_listen_tcp(PyObject *self, PyObject *args)
     }
     if (parse_addr(self, host, port, family, &addr) != 0)
         return NULL;
-    if (xb_listen(&addr, backlog, &s, &err) != 0)
+    if (xb_listen_ex(&addr, backlog, strict ? XB_LISTEN_STRICT_BIND : 0u, &s, &err) != 0)
         return raise_error(self, &err, &addr);
     PyObject *result = sock_to_py(s);
     if (result == NULL)
@@ -484,7 +509,10 @@ PyDoc_STRVAR(listeners_doc,
 "our own (finds a socket handed to a process of a third uid).  Raises BindError with\n"
 "stage 'owner' when the lookup fails or is not supported on this OS.");
 
-static PyObject *py_listeners(PyObject *self, PyObject *args, PyObject *kwargs)
+typedef int (*owner_lookup_fn)(int, unsigned, xb_listeners *, xb_error *);
+
+static PyObject *owner_list(PyObject *self, PyObject *args, PyObject *kwargs, const char *format,
+                            owner_lookup_fn lookup)
 {
     static char *keywords[] = {"port", "self_only", "processes", "all_processes", NULL};
     long port;
@@ -498,8 +526,8 @@ static PyObject *py_listeners(PyObject *self, PyObject *args, PyObject *kwargs)
     size_t i;
     int rc;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "l|ppp:listeners", keywords, &port,
-                                     &self_only, &processes, &all_processes))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, format, keywords, &port, &self_only,
+                                     &processes, &all_processes))
         return NULL;
     if (port < 1 || port > 65535) {
         PyErr_Format(PyExc_ValueError, "port %ld is out of range: give a number from 1 to 65535",
@@ -509,7 +537,7 @@ static PyObject *py_listeners(PyObject *self, PyObject *args, PyObject *kwargs)
     flags = (self_only ? XB_OWNER_SELF_ONLY : 0u) | (processes ? 0u : XB_OWNER_NO_PROCESSES) |
             (all_processes ? XB_OWNER_ALL_PROCESSES : 0u);
     Py_BEGIN_ALLOW_THREADS
-    rc = xb_owner_listeners((int)port, flags, &list, &err);
+    rc = lookup((int)port, flags, &list, &err);
     Py_END_ALLOW_THREADS
     if (rc != 0)
         return raise_error(self, &err, NULL);
@@ -525,6 +553,76 @@ static PyObject *py_listeners(PyObject *self, PyObject *args, PyObject *kwargs)
     }
     xb_listeners_free(&list);
     return result;
+}
+
+static PyObject *py_listeners(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    return owner_list(self, args, kwargs, "l|ppp:listeners", xb_owner_listeners);
+}
+
+PyDoc_STRVAR(bound_doc,
+"bound(port, self_only=False, processes=True, all_processes=False)\n"
+"    -> list of tuples as listeners()\n\n"
+"Every TCP socket on port that is bound but neither listening nor connected\n"
+"(a placeholder that can listen as soon as the address is free), both families.\n"
+"Linux 6.6+ (sock_diag TCP_BOUND_INACTIVE); an older kernel reports none\n"
+"(see BOUND_VISIBLE).  Raises BindError with stage 'owner' on failure, errno\n"
+"ENOSYS (Windows: ERROR_NOT_SUPPORTED) where the OS cannot list them.");
+
+static PyObject *py_bound(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    return owner_list(self, args, kwargs, "l|ppp:bound", xb_owner_bound);
+}
+
+PyDoc_STRVAR(timewait_doc,
+"timewait(port) -> int\n\n"
+"How many TIME_WAIT entries have local port `port` (both families).  Linux;\n"
+"BindError (stage 'owner', ENOSYS) elsewhere.");
+
+static PyObject *py_timewait(PyObject *self, PyObject *args)
+{
+    long port;
+    size_t count = 0;
+    xb_error err = {XB_STAGE_NONE, 0, NULL};
+    int rc;
+
+    if (!PyArg_ParseTuple(args, "l:timewait", &port))
+        return NULL;
+    if (port < 1 || port > 65535) {
+        PyErr_Format(PyExc_ValueError, "port %ld is out of range: give a number from 1 to 65535",
+                     port);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    rc = xb_owner_timewait((int)port, &count, &err);
+    Py_END_ALLOW_THREADS
+    if (rc != 0)
+        return raise_error(self, &err, NULL);
+    return PyLong_FromSize_t(count);
+}
+
+PyDoc_STRVAR(process_start_time_doc,
+"process_start_time(pid) -> float\n\n"
+"When the process started, in seconds since the epoch, computed as psutil's\n"
+"Process.create_time() (the value Tahoe-LAFS writes to running.process).\n"
+"Raises BindError with stage 'owner' if there is no such process or the OS\n"
+"refuses to say.");
+
+static PyObject *py_process_start_time(PyObject *self, PyObject *args)
+{
+    long pid;
+    double started = 0.0;
+    xb_error err = {XB_STAGE_NONE, 0, NULL};
+    int rc;
+
+    if (!PyArg_ParseTuple(args, "l:process_start_time", &pid))
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    rc = xb_process_start_time(pid, &started, &err);
+    Py_END_ALLOW_THREADS
+    if (rc != 0)
+        return raise_error(self, &err, NULL);
+    return PyFloat_FromDouble(started);
 }
 
 PyDoc_STRVAR(process_user_doc,
@@ -729,6 +827,7 @@ static PyMethodDef native_methods[] = {
     {"open_socket", py_open_socket, METH_VARARGS, open_socket_doc},
     {"bind", py_bind, METH_VARARGS, bind_doc},
     {"listen", py_listen, METH_VARARGS, listen_doc},
+    {"unlisten", py_unlisten, METH_VARARGS, unlisten_doc},
     {"listen_tcp", py_listen_tcp, METH_VARARGS, listen_tcp_doc},
     {"close", py_close, METH_VARARGS, close_doc},
     {"socket_options", py_socket_options, METH_VARARGS, socket_options_doc},
@@ -736,6 +835,9 @@ static PyMethodDef native_methods[] = {
     {"listeners", (PyCFunction)(void (*)(void))py_listeners, METH_VARARGS | METH_KEYWORDS,
      listeners_doc},
     {"process_user", py_process_user, METH_VARARGS, process_user_doc},
+    {"bound", (PyCFunction)(void (*)(void))py_bound, METH_VARARGS | METH_KEYWORDS, bound_doc},
+    {"timewait", py_timewait, METH_VARARGS, timewait_doc},
+    {"process_start_time", py_process_start_time, METH_VARARGS, process_start_time_doc},
     {"guard_open", py_guard_open, METH_VARARGS, guard_open_doc},
     {"probe", py_probe, METH_VARARGS, probe_doc},
     {"connection", (PyCFunction)(void (*)(void))py_connection, METH_VARARGS | METH_KEYWORDS,
@@ -779,6 +881,8 @@ static int native_exec(PyObject *m)
                                    ) != 0)
         return -1;
     if (PyModule_AddStringConstant(m, "OWNER_BACKEND", xb_owner_backend) != 0)
+        return -1;
+    if (PyModule_AddIntConstant(m, "BOUND_VISIBLE", xb_owner_bound_visible()) != 0)
         return -1;
     return 0;
 }

@@ -370,3 +370,45 @@ int xb_owner_connection(const xb_addr *client, const xb_addr *server, long pid, 
     free(pids);
     return 0; /* user stays "": twisted_patch.client maps the uid */
 }
+
+/* --- issue 13: bound placeholders, process start times ------------------ */
+
+int xb_owner_bound(int port, unsigned flags, xb_listeners *out, xb_error *err)
+{
+    (void)port;
+    (void)flags;
+    xb_listeners_free(out);
+    return xb_fail(err, XB_STAGE_OWNER, ENOSYS, "bound, non-listening sockets are not listed on macOS yet");
+}
+
+int xb_owner_bound_visible(void)
+{
+    return 0;
+}
+
+int xb_process_start_time(long pid, double *out, xb_error *err)
+{
+    struct proc_bsdinfo info;
+    int n;
+
+    if (out == NULL)
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "xb_process_start_time");
+    *out = 0.0;
+    if (pid <= 0)
+        return xb_fail(err, XB_STAGE_OWNER, ESRCH, "no such process");
+    n = proc_pidinfo((int)pid, PROC_PIDTBSDINFO, 0, &info, (int)sizeof(info));
+    if (n <= 0)
+        return xb_fail(err, XB_STAGE_OWNER, errno ? errno : ESRCH, "proc_pidinfo(PROC_PIDTBSDINFO)");
+    if (n < (int)sizeof(info))
+        return xb_fail(err, XB_STAGE_OWNER, EIO, "proc_pidinfo(PROC_PIDTBSDINFO): short answer");
+    *out = (double)info.pbi_start_tvsec + (double)info.pbi_start_tvusec / 1e6;
+    return 0;
+}
+
+int xb_owner_timewait(int port, size_t *count, xb_error *err)
+{
+    (void)port;
+    if (count)
+        *count = 0;
+    return xb_fail(err, XB_STAGE_OWNER, ENOSYS, "TIME_WAIT entries are not counted on macOS");
+}

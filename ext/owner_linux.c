@@ -38,6 +38,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -45,6 +46,11 @@ const char xb_owner_backend[] = "linux";
 
 /* include/net/tcp_states.h (not part of the UAPI headers). */
 #define XB_TCP_LISTEN 10
+#define XB_TCP_TIME_WAIT 6
+#define XB_TCP_CLOSE 7
+/* sock_diag only, Linux 6.6+: asks for bound sockets that neither listen nor
+ * connect; they are reported in state TCP_CLOSE (measured on 6.18). */
+#define XB_TCP_BOUND_INACTIVE 13
 
 /* The receive buffer: the kernel never sends a datagram larger than this
  * for a dump (it sizes them to min(PAGE_SIZE, 8192) or the reader's buffer
@@ -77,8 +83,10 @@ static int parse_attributes(const unsigned char *p, size_t len, xb_listener *ite
     return off == len ? 0 : -1;
 }
 
-int xb_owner_parse_diag(const void *buf, size_t len, unsigned int seq, int port,
-                        xb_listeners *out, xb_error *err)
+/* xb_owner_parse_diag() for entries of a dump of `state` (TCP_LISTEN, or
+ * TCP_BOUND_INACTIVE: entries in TCP_CLOSE or TCP_BOUND_INACTIVE). */
+static int parse_diag(const void *buf, size_t len, unsigned int seq, int port, int state,
+                      xb_listeners *out, xb_error *err)
 {
     const unsigned char *p = (const unsigned char *)buf;
     size_t off = 0;
@@ -121,7 +129,9 @@ int xb_owner_parse_diag(const void *buf, size_t len, unsigned int seq, int port,
             memcpy(&m, p + off + NLMSG_HDRLEN, sizeof(m));
             sport = ntohs(m.id.idiag_sport);
             if ((m.idiag_family == AF_INET || m.idiag_family == AF_INET6) &&
-                m.idiag_state == XB_TCP_LISTEN && (port < 0 || sport == port)) {
+                (m.idiag_state == state ||
+             (state == XB_TCP_BOUND_INACTIVE && m.idiag_state == XB_TCP_CLOSE)) &&
+            (port < 0 || sport == port)) {
                 item = xb_listeners_add(out);
                 if (item == NULL)
                     return xb_fail(err, XB_STAGE_OWNER, ENOMEM, "listener list");
@@ -158,9 +168,16 @@ int xb_owner_parse_diag(const void *buf, size_t len, unsigned int seq, int port,
     return 0;
 }
 
+int xb_owner_parse_diag(const void *buf, size_t len, unsigned int seq, int port,
+                        xb_listeners *out, xb_error *err)
+{
+    return parse_diag(buf, len, seq, port, XB_TCP_LISTEN, out, err);
+}
+
 /* --- the netlink request ------------------------------------------------ */
 
-static int diag_dump(int family, int port, unsigned int seq, unsigned char *buf,
+/* Dump the sockets of `family` on `port` in `state` into *out. */
+static int diag_dump(int family, int port, int state, unsigned int seq, unsigned char *buf,
                      xb_listeners *out, xb_error *err)
 {
     /* nlmsghdr | inet_diag_req_v2 | nlattr | 4 bytecode ops */
@@ -182,7 +199,7 @@ static int diag_dump(int family, int port, unsigned int seq, unsigned char *buf,
     memset(&r, 0, sizeof(r));
     r.sdiag_family = (unsigned char)family;
     r.sdiag_protocol = IPPROTO_TCP;
-    r.idiag_states = 1u << XB_TCP_LISTEN;
+    r.idiag_states = 1u << state;
     memset(&a, 0, sizeof(a));
     a.nla_len = (unsigned short)(NLA_HDRLEN + sizeof(bc));
     a.nla_type = INET_DIAG_REQ_BYTECODE;
@@ -260,7 +277,7 @@ static int diag_dump(int family, int port, unsigned int seq, unsigned char *buf,
         }
         if (mh.msg_namelen < sizeof(from) || from.nl_family != AF_NETLINK || from.nl_pid != 0)
             continue; /* not from the kernel */
-        prc = xb_owner_parse_diag(buf, (size_t)n, seq, port, out, err);
+        prc = parse_diag(buf, (size_t)n, seq, port, state, out, err);
         if (prc < 0)
             goto out;
         done = prc;
@@ -622,7 +639,8 @@ static int find_processes(xb_listeners *list, unsigned flags, xb_error *err)
 
 /* --- the public functions ----------------------------------------------- */
 
-int xb_owner_listeners(int port, unsigned flags, xb_listeners *out, xb_error *err)
+/* The sockets in `state` on `port`, with their processes and users. */
+static int owner_dump(int port, int state, unsigned flags, xb_listeners *out, xb_error *err)
 {
     unsigned char *buf;
     int rc;
@@ -635,9 +653,9 @@ int xb_owner_listeners(int port, unsigned flags, xb_listeners *out, xb_error *er
     buf = (unsigned char *)malloc(XB_DIAG_BUFSIZE);
     if (buf == NULL)
         return xb_fail(err, XB_STAGE_OWNER, ENOMEM, "sock_diag buffer");
-    rc = diag_dump(AF_INET, port, 0x74700004u, buf, out, err);
+    rc = diag_dump(AF_INET, port, state, 0x74700004u, buf, out, err);
     if (rc == 0)
-        rc = diag_dump(AF_INET6, port, 0x74700006u, buf, out, err);
+        rc = diag_dump(AF_INET6, port, state, 0x74700006u, buf, out, err);
     free(buf);
     if (rc == 0 && out->count > 0 && (flags & XB_OWNER_NO_PROCESSES) == 0)
         rc = find_processes(out, flags, err);
@@ -646,6 +664,11 @@ int xb_owner_listeners(int port, unsigned flags, xb_listeners *out, xb_error *er
     if (rc != 0)
         xb_listeners_free(out);
     return rc;
+}
+
+int xb_owner_listeners(int port, unsigned flags, xb_listeners *out, xb_error *err)
+{
+    return owner_dump(port, XB_TCP_LISTEN, flags, out, err);
 }
 
 int xb_owner_process_user(long pid, long long *uid, char *user, size_t userlen, xb_error *err)
@@ -1002,4 +1025,153 @@ int xb_owner_connection(const xb_addr *client, const xb_addr *server, long pid, 
         return -1;
     }
     return 0;
+}
+
+/* --- issue 13: bound placeholders, process start times ------------------ */
+
+int xb_owner_bound(int port, unsigned flags, xb_listeners *out, xb_error *err)
+{
+    return owner_dump(port, XB_TCP_BOUND_INACTIVE, flags, out, err);
+}
+
+int xb_owner_bound_visible(void)
+{
+    struct utsname u;
+    char *end;
+    long major, minor;
+
+    if (uname(&u) != 0)
+        return 0;
+    errno = 0;
+    major = strtol(u.release, &end, 10);
+    if (errno != 0 || end == u.release || *end != '.')
+        return 0;
+    minor = strtol(end + 1, &end, 10);
+    if (errno != 0)
+        return 0;
+    return major > 6 || (major == 6 && minor >= 6);
+}
+
+/* The whole of a small /proc file into buf (NUL-terminated); -1 with errno. */
+static int read_small(const char *path, char *buf, size_t len)
+{
+    size_t got = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return -1;
+    while (got < len - 1) {
+        ssize_t n = read(fd, buf + got, len - 1 - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            (void)close(fd);
+            errno = e;
+            return -1;
+        }
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    buf[got] = '\0';
+    if (close(fd) != 0)
+        return -1;
+    return 0;
+}
+
+static int boot_time(long long *out, xb_error *err)
+{
+    /* /proc/stat is a few KiB per CPU: read it line by line. */
+    char line[256];
+    FILE *f = fopen("/proc/stat", "re");
+
+    if (f == NULL)
+        return xb_fail(err, XB_STAGE_OWNER, errno, "open(/proc/stat)");
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, "btime ", 6) == 0) {
+            char *end;
+            errno = 0;
+            long long v = strtoll(line + 6, &end, 10);
+            (void)fclose(f);
+            if (errno != 0 || end == line + 6 || v <= 0)
+                return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "/proc/stat: bad btime line");
+            *out = v;
+            return 0;
+        }
+    }
+    (void)fclose(f);
+    return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "/proc/stat has no btime line");
+}
+
+int xb_process_start_time(long pid, double *out, xb_error *err)
+{
+    char path[64], stat[1024];
+    const char *p;
+    unsigned long long start;
+    long long btime;
+    long ticks;
+    int field;
+
+    if (out == NULL)
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "xb_process_start_time");
+    *out = 0.0;
+    if (pid <= 0)
+        return xb_fail(err, XB_STAGE_OWNER, ESRCH, "no such process");
+    if (snprintf(path, sizeof(path), "/proc/%ld/stat", pid) >= (int)sizeof(path))
+        return xb_fail(err, XB_STAGE_OWNER, ENAMETOOLONG, "/proc/PID/stat");
+    if (read_small(path, stat, sizeof(stat)) != 0)
+        return xb_fail(err, XB_STAGE_OWNER, errno == ENOENT ? ESRCH : errno, "read(/proc/PID/stat)");
+    /* "PID (COMM) STATE ..." -- COMM may hold spaces and ')': the fields start
+     * after the last ')'.  starttime is field 22; STATE is field 3. */
+    p = strrchr(stat, ')');
+    if (p == NULL)
+        return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "/proc/PID/stat: no ')'");
+    p++;
+    for (field = 2; field < 21 && *p; field++) {
+        while (*p == ' ')
+            p++;
+        while (*p && *p != ' ')
+            p++;
+    }
+    if (field != 21 || *p != ' ')
+        return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "/proc/PID/stat: too few fields");
+    {
+        char *end;
+        errno = 0;
+        start = strtoull(p + 1, &end, 10);
+        if (errno != 0 || end == p + 1)
+            return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "/proc/PID/stat: bad starttime");
+    }
+    ticks = sysconf(_SC_CLK_TCK);
+    if (ticks <= 0)
+        return xb_fail(err, XB_STAGE_OWNER, errno ? errno : EINVAL, "sysconf(_SC_CLK_TCK)");
+    if (boot_time(&btime, err) != 0)
+        return -1;
+    *out = (double)start / (double)ticks + (double)btime;
+    return 0;
+}
+
+int xb_owner_timewait(int port, size_t *count, xb_error *err)
+{
+    xb_listeners list = {NULL, 0, 0};
+    unsigned char *buf;
+    int rc;
+
+    if (count == NULL)
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "xb_owner_timewait");
+    *count = 0;
+    if (port < 1 || port > 65535)
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "port out of range 1-65535");
+    buf = (unsigned char *)malloc(XB_DIAG_BUFSIZE);
+    if (buf == NULL)
+        return xb_fail(err, XB_STAGE_OWNER, ENOMEM, "sock_diag buffer");
+    rc = diag_dump(AF_INET, port, XB_TCP_TIME_WAIT, 0x74700014u, buf, &list, err);
+    if (rc == 0)
+        rc = diag_dump(AF_INET6, port, XB_TCP_TIME_WAIT, 0x74700016u, buf, &list, err);
+    free(buf);
+    if (rc == 0)
+        *count = list.count;
+    xb_listeners_free(&list);
+    return rc;
 }

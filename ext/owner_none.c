@@ -43,3 +43,32 @@ int xb_owner_connection(const xb_addr *client, const xb_addr *server, long pid, 
         xb_connection_init(out);
     return xb_fail(err, XB_STAGE_OWNER, ENOSYS, unsupported);
 }
+
+int xb_owner_bound(int port, unsigned flags, xb_listeners *out, xb_error *err)
+{
+    (void)port;
+    (void)flags;
+    xb_listeners_free(out);
+    return xb_fail(err, XB_STAGE_OWNER, ENOSYS, unsupported);
+}
+
+int xb_owner_bound_visible(void)
+{
+    return 0;
+}
+
+int xb_process_start_time(long pid, double *out, xb_error *err)
+{
+    (void)pid;
+    if (out)
+        *out = 0.0;
+    return xb_fail(err, XB_STAGE_OWNER, ENOSYS, unsupported);
+}
+
+int xb_owner_timewait(int port, size_t *count, xb_error *err)
+{
+    (void)port;
+    if (count)
+        *count = 0;
+    return xb_fail(err, XB_STAGE_OWNER, ENOSYS, unsupported);
+}

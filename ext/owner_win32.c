@@ -410,3 +410,57 @@ done:
         xb_connection_init(out);
     return rc;
 }
+
+/* --- issue 13: bound placeholders, process start times ------------------ */
+
+int xb_owner_bound(int port, unsigned flags, xb_listeners *out, xb_error *err)
+{
+    (void)port;
+    (void)flags;
+    xb_listeners_free(out);
+    /* GetExtendedTcpTable lists no socket that is bound without listening or
+     * connecting: such a placeholder cannot be seen on Windows. */
+    return xb_fail(err, XB_STAGE_OWNER, (int)(ERROR_NOT_SUPPORTED), "bound, non-listening sockets cannot be listed on Windows");
+}
+
+int xb_owner_bound_visible(void)
+{
+    return 0;
+}
+
+int xb_process_start_time(long pid, double *out, xb_error *err)
+{
+    FILETIME created, exited, kernel, user;
+    unsigned long long t;
+    HANDLE proc;
+    BOOL ok;
+
+    if (out == NULL)
+        return xb_fail(err, XB_STAGE_OWNER, (int)(ERROR_INVALID_PARAMETER), "xb_process_start_time");
+    *out = 0.0;
+    if (pid < 0)
+        return xb_fail(err, XB_STAGE_OWNER, (int)(ERROR_INVALID_PARAMETER), "no such process");
+    proc = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, (DWORD)pid);
+    if (proc == NULL)
+        return xb_fail(err, XB_STAGE_OWNER, (int)(GetLastError()), "OpenProcess");
+    ok = GetProcessTimes(proc, &created, &exited, &kernel, &user);
+    if (!ok) {
+        DWORD e = GetLastError();
+        (void)CloseHandle(proc);
+        return xb_fail(err, XB_STAGE_OWNER, (int)(e), "GetProcessTimes");
+    }
+    if (!CloseHandle(proc))
+        return xb_fail(err, XB_STAGE_OWNER, (int)(GetLastError()), "CloseHandle");
+    /* 100 ns intervals since 1601-01-01 -> seconds since 1970-01-01 (as psutil) */
+    t = ((unsigned long long)created.dwHighDateTime << 32) | created.dwLowDateTime;
+    *out = ((double)t - 116444736000000000.0) / 1e7;
+    return 0;
+}
+
+int xb_owner_timewait(int port, size_t *count, xb_error *err)
+{
+    (void)port;
+    if (count)
+        *count = 0;
+    return xb_fail(err, XB_STAGE_OWNER, (int)(ERROR_NOT_SUPPORTED), "TIME_WAIT entries are not counted on Windows");
+}

@@ -273,6 +273,62 @@ int xb_owner_parse_diag(const void *buf, size_t len, unsigned int seq, int port,
                         xb_listeners *out, xb_error *err);
 #endif
 
+/* --- issue 13: bound placeholders and process identity ------------------- */
+
+/*
+ * Every TCP socket on `port` that is bound and neither listening nor
+ * connected, both families: a placeholder that can listen() the moment the
+ * address is free.  Same list, flags and ownership rules as
+ * xb_owner_listeners().  Linux 6.6 and later (sock_diag state
+ * TCP_BOUND_INACTIVE); an older Linux kernel does not dump such sockets and
+ * the list is then empty (xb_owner_bound_visible() says which).  Other OSes:
+ * ENOSYS.
+ */
+int xb_owner_bound(int port, unsigned flags, xb_listeners *out, xb_error *err);
+
+/* 1 if this kernel reports bound, non-listening sockets (Linux >= 6.6), else 0. */
+int xb_owner_bound_visible(void);
+
+/*
+ * When process `pid` started, in seconds since the Unix epoch, computed the
+ * way psutil's Process.create_time() does (Tahoe-LAFS writes that value to
+ * running.process): Linux /proc/PID/stat starttime / CLK_TCK + /proc/stat
+ * btime; Windows GetProcessTimes(); macOS proc_pidinfo(PROC_PIDTBSDINFO).
+ * ESRCH (Windows: ERROR_INVALID_PARAMETER) if there is no such process.
+ */
+int xb_process_start_time(long pid, double *out, xb_error *err);
+
+/*
+ * xb_listen() with flags.  XB_LISTEN_STRICT_BIND (POSIX; ignored on Windows,
+ * where SO_REUSEADDR is never set): bind without SO_REUSEADDR -- so that the
+ * bind fails beside any socket already bound on an overlapping address, even
+ * one that set SO_REUSEADDR and does not listen (a placeholder) -- and set it
+ * only once listening.  A bind that fails this way because of TIME_WAIT
+ * entries is for the caller to retry with xb_listen().
+ */
+#define XB_LISTEN_STRICT_BIND 1u
+int xb_listen_ex(const xb_addr *addr, int backlog, unsigned flags, xb_sock *out, xb_error *err);
+
+/* How many TIME_WAIT entries have local port `port`, both families (Linux;
+ * elsewhere ENOSYS). */
+int xb_owner_timewait(int port, size_t *count, xb_error *err);
+
+/*
+ * Stop a listening socket listening and keep its bind: the socket becomes a
+ * guard (bound, not listening, connections refused, nobody can bind over it).
+ * Linux: SO_REUSEADDR is cleared first (measured on 6.18: a bound socket that
+ * keeps SO_REUSEADDR lets any uid bind the same address with SO_REUSEADDR and
+ * listen on it), then shutdown(SHUT_RD) takes it out of the listening state
+ * (the connections waiting in its backlog are reset) and SO_ACCEPTCONN is
+ * checked to be 0.  Fails with the OS's code where a listening socket cannot
+ * stop listening (the BSDs and macOS: ENOTCONN from shutdown(); Windows:
+ * WSAEOPNOTSUPP without trying): the socket then still listens, still bound,
+ * with SO_REUSEADDR cleared, and the caller must keep it open.  Never call it
+ * on a socket bound to port 0 (the OS chose the number): Linux then releases
+ * the port at shutdown(), silently -- getsockname() still shows it (measured).
+ */
+int xb_socket_unlisten(xb_sock s, xb_error *err);
+
 /* --- address-family guard ----------------------------------------------- */
 
 /*

@@ -294,3 +294,11 @@ int xb_guard_open(const xb_addr *addr, xb_sock *out, xb_error *err)
     *out = s;
     return 0;
 }
+
+int xb_socket_unlisten(xb_sock s, xb_error *err)
+{
+    /* Winsock has no way back from listen(): shutdown() of a listening socket
+     * fails with WSAENOTCONN.  The caller keeps the socket listening. */
+    (void)s;
+    return xb_fail(err, XB_STAGE_LISTEN, WSAEOPNOTSUPP, "a listening socket cannot stop listening on Windows");
+}

@@ -125,8 +125,11 @@ def make_node(tmp_path: Path, port: int, pid: int, pidfile: str = "running.proce
     node.mkdir()
     (node / "node.url").write_text(f"http://127.0.0.1:{port}/\n")
     if pidfile == "running.process":
-        # Tahoe 1.18+ (allmydata/util/pid.py): "PID CREATION_TIME\n"
-        (node / pidfile).write_text(f"{pid} 1764325000.25\n")
+        # Tahoe 1.18+ (allmydata/util/pid.py): "PID CREATION_TIME\n", the time as
+        # psutil's create_time() gives it; verify compares it with the process's own
+        from twisted_patch.owner import process_start_time
+
+        (node / pidfile).write_text(f"{pid} {process_start_time(pid)}\n")
     elif pidfile:
         (node / pidfile).write_text(f"{pid}\n")
     return node

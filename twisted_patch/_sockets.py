@@ -14,6 +14,7 @@ import errno
 import os
 import socket
 import stat
+import weakref
 
 from twisted.internet.error import CannotListenError
 
@@ -25,10 +26,52 @@ from twisted_patch.errors import (
     format_address,
     listen_failure,
 )
-from twisted_patch.owner import describe_holder
+from twisted_patch.owner import describe_holder, only_time_wait
 
 #: The core's exception for OS failures (``errno``, ``stage``, ``detail``).
 CoreError = _native.BindError
+
+#: Linux: listening sockets are bound without SO_REUSEADDR (set once listening),
+#: so that a bind fails beside any socket bound on an overlapping address.
+#: Elsewhere the TIME_WAIT entries that would then stop a restart cannot be
+#: counted: SO_REUSEADDR is set before bind, as Twisted does.
+STRICT_BIND = _native.OWNER_BACKEND == "linux"
+
+# Listening sockets whose bind had to share the address (retried with
+# SO_REUSEADDR because of TIME_WAIT entries): only beside these can a foreign
+# socket be bound without listening (a placeholder).
+_shared: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+
+
+def _listen_handle(host: str, port: int, backlog: int, family: int) -> tuple[int, bool]:
+    """(handle, shared): a strict bind first; retried with SO_REUSEADDR from the start
+    only when the address holds nothing but TIME_WAIT entries (``shared``)."""
+    try:
+        return _native.listen_tcp(host or None, port, backlog, family, STRICT_BIND), False
+    except CoreError as e:
+        retry = (
+            STRICT_BIND
+            and port != 0
+            and e.stage == "bind"
+            and e.errno == errno.EADDRINUSE
+            and only_time_wait(host, port, family)
+        )
+        if not retry:
+            raise
+    return _native.listen_tcp(host or None, port, backlog, family), True
+
+
+def _adopt_listening(handle: int, family: int, shared: bool) -> socket.socket:
+    skt = adopt(handle, family)
+    if shared:
+        _shared.add(skt)
+    return skt
+
+
+def shared_bind(skt: socket.socket) -> bool:
+    """Whether ``skt``'s bind shared its address (SO_REUSEADDR before bind): only then
+    can a placeholder be bound beside it, and the owner check must look for one."""
+    return skt in _shared
 
 
 def adopt(handle: int, family: int) -> socket.socket:
@@ -55,7 +98,7 @@ def listen(
     ``asked``: the address the user asked for, when ``host:port`` is its sibling.
     """
     try:
-        handle = _native.listen_tcp(host or None, port, backlog, family)
+        handle, shared = _listen_handle(host, port, backlog, family)
     except ValueError as e:
         raise listen_failure(host, port, e) from None
     except CoreError as e:
@@ -63,7 +106,7 @@ def listen(
         if e.stage in ("bind", "listen") and e.errno in HELD:
             holder = holder_of(host, port, family)
         raise cannot_listen(host, port, e, e.stage, holder, asked=asked) from None
-    return adopt(handle, family)
+    return _adopt_listening(handle, family, shared)
 
 
 def open_guard(host: str, port: int, family: int) -> socket.socket:
@@ -76,12 +119,34 @@ def open_guard(host: str, port: int, family: int) -> socket.socket:
 
 def open_serving_guard(host: str, port: int, backlog: int, family: int) -> socket.socket:
     """A listening guard socket (serve mode).  Raises ``CoreError``."""
-    return adopt(_native.listen_tcp(host, port, backlog, family), family)
+    handle, shared = _listen_handle(host, port, backlog, family)
+    return _adopt_listening(handle, family, shared)
 
 
 def listen_on(skt: socket.socket, backlog: int) -> None:
-    """listen() on a socket the core made (a guard being taken over).  Raises ``CoreError``."""
+    """listen() on a socket the core made (a guard being taken over).  Raises ``CoreError``.
+
+    Then (Linux), as after a strict bind, SO_REUSEADDR is set: listening, the socket
+    conflicts with every bind whatever its options, and its connections' TIME_WAIT
+    entries may be reused by the next start (a refuse guard never had it).  Raises
+    ``OSError`` if that fails.
+    """
     _native.listen(skt.fileno(), backlog)
+    if STRICT_BIND:
+        skt.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+
+def unlisten(skt: socket.socket) -> None:
+    """Stop a listening socket listening and keep its bind (it becomes a refuse guard):
+    SO_REUSEADDR cleared, shutdown(SHUT_RD), SO_ACCEPTCONN checked.  Raises
+    ``CoreError`` where the OS cannot (the BSDs, macOS, Windows): the socket then
+    still listens, still bound."""
+    _native.unlisten(skt.fileno())
+
+
+def is_listening(skt: socket.socket) -> bool:
+    """SO_ACCEPTCONN of a socket."""
+    return bool(skt.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
 
 
 def probe_rows(skt: socket.socket) -> list[tuple[str, str, str, int, str, str, bool]]:

@@ -69,6 +69,7 @@ class Listener:
     names: tuple[str | None, ...]
     v6only: bool | None = None
     pids_truncated: bool = False
+    listening: bool = True  # False: bound, neither listening nor connected (a placeholder)
 
     @property
     def address(self) -> str:
@@ -110,6 +111,7 @@ class Listener:
             "pids": list(self.pids),
             "names": list(self.names),
             "pids_truncated": self.pids_truncated,
+            "listening": self.listening,
         }
 
 
@@ -121,27 +123,13 @@ def _lookup_error(e: OSError) -> OwnerLookupError:
     return OwnerLookupError(code, f"owner lookup failed: {detail}: {e.strerror}")
 
 
-def listeners(
-    port: int, *, self_only: bool = False, processes: bool = True, all_processes: bool = False
-) -> list[Listener]:
-    """Every TCP listener on ``port``, both families, wildcard and specific.
-
-    ``self_only`` (Linux): find holding processes only in this process, without
-    walking other processes' ``/proc/PID/fd``; other listeners then have no
-    pids.  ``processes=False`` (Linux): no search for holding processes at all
-    (inodes and uids only).  By default (Linux) other processes are looked at
-    only when they run as a uid that owns one of the listeners, or as ours;
-    ``all_processes=True`` looks at every process, which also finds a socket
-    handed to a process of a third uid (docs/owner.rst).  Raises ``ValueError``
-    for a bad port and :class:`OwnerLookupError` when the lookup fails.
-    """
+def _check_port(port: object) -> int:
     if not isinstance(port, int):
         raise ValueError(f"port must be a number from 1 to 65535, not {port!r}")
-    port = check_port(port, low=1)
-    try:
-        rows = _native.listeners(port, self_only, processes, all_processes)
-    except _native.BindError as e:
-        raise _lookup_error(e) from None
+    return check_port(port, low=1)
+
+
+def _rows(rows: list[Any], listening: bool) -> list[Listener]:
     result = []
     for family, host, lport, uid, user, inode, v6only, pids, names, truncated in rows:
         if WINDOWS and tuple(pids) == (0,):
@@ -161,9 +149,61 @@ def listeners(
                 names=tuple(names),
                 v6only=v6only,
                 pids_truncated=truncated,
+                listening=listening,
             )
         )
     return result
+
+
+def listeners(
+    port: int, *, self_only: bool = False, processes: bool = True, all_processes: bool = False
+) -> list[Listener]:
+    """Every TCP listener on ``port``, both families, wildcard and specific.
+
+    ``self_only`` (Linux): find holding processes only in this process, without
+    walking other processes' ``/proc/PID/fd``; other listeners then have no
+    pids.  ``processes=False`` (Linux): no search for holding processes at all
+    (inodes and uids only).  By default (Linux) other processes are looked at
+    only when they run as a uid that owns one of the listeners, or as ours;
+    ``all_processes=True`` looks at every process, which also finds a socket
+    handed to a process of a third uid (docs/owner.rst).  Raises ``ValueError``
+    for a bad port and :class:`OwnerLookupError` when the lookup fails.
+    """
+    _check_port(port)
+    try:
+        rows = _native.listeners(port, self_only, processes, all_processes)
+    except _native.BindError as e:
+        raise _lookup_error(e) from None
+    return _rows(rows, True)
+
+
+#: Whether :func:`bound_sockets` can see anything here: Linux 6.6 and later.
+BOUND_VISIBLE = _native.OWNER_BACKEND == "linux" and bool(_native.BOUND_VISIBLE)
+
+
+def bound_sockets(
+    port: int, *, self_only: bool = False, processes: bool = True, all_processes: bool = False
+) -> list[Listener]:
+    """Every TCP socket on ``port`` that is bound but neither listening nor
+    connected (``listening`` False): a placeholder that can ``listen()`` the moment
+    the address is free.  Same arguments and errors as :func:`listeners`.
+
+    Linux 6.6+ only (sock_diag ``TCP_BOUND_INACTIVE``); on an older kernel the
+    list is always empty (:data:`BOUND_VISIBLE` is False), elsewhere
+    :class:`OwnerLookupError` with errno ``ENOSYS``.
+    """
+    _check_port(port)
+    if _native.OWNER_BACKEND != "linux":
+        raise OwnerLookupError(
+            errno.ENOSYS, f"bound, non-listening sockets cannot be listed on {sys.platform}"
+        )
+    if not BOUND_VISIBLE:
+        return []
+    try:
+        rows = _native.bound(port, self_only, processes, all_processes)
+    except _native.BindError as e:
+        raise _lookup_error(e) from None
+    return _rows(rows, False)
 
 
 # --- which listeners receive a connection -----------------------------------
@@ -174,6 +214,7 @@ def _packed(family: int, host: str) -> bytes:
 
 
 _V4_MAPPED = b"\x00" * 10 + b"\xff\xff"
+_V4_MAPPED_ANY = _V4_MAPPED + bytes(4)  # ::ffff:0.0.0.0, the IPv4 wildcard in IPv6
 
 
 def normalise_host(host: str) -> tuple[int, str]:
@@ -190,9 +231,13 @@ def receives(listener: Listener, host: str) -> bool:
     target = _packed(family, canonical)
     own = _packed(listener.family, listener.host)
     if listener.family == family:
-        return own == target or own == bytes(len(own))
+        if own == target or own == bytes(len(own)):
+            return True
+        # [::ffff:0.0.0.0] receives every IPv4(-mapped) address
+        return family == socket.AF_INET6 and target[:12] == _V4_MAPPED and own == _V4_MAPPED_ANY
     if family == socket.AF_INET and listener.family == socket.AF_INET6:
-        if own == _V4_MAPPED + target:
+        # [::ffff:a.b.c.d] is a.b.c.d; [::ffff:0.0.0.0] is the IPv4 wildcard
+        if own == _V4_MAPPED + target or own == _V4_MAPPED_ANY:
             return True
         return own == bytes(16) and listener.v6only is not True
     if family == socket.AF_INET6 and listener.family == socket.AF_INET:
@@ -209,12 +254,12 @@ def _overlaps(listener: Listener, family: int, host: str) -> bool:
     if host in ("0.0.0.0", "::"):
         if listener.family == family:
             return True
-        return (
-            family == socket.AF_INET
-            and listener.family == socket.AF_INET6
-            and listener.is_wildcard
-            and listener.v6only is not True
-        )
+        if family != socket.AF_INET or listener.family != socket.AF_INET6:
+            return False
+        if listener.is_wildcard:
+            return listener.v6only is not True
+        # any IPv4-mapped address is an IPv4 address
+        return _packed(listener.family, listener.host)[:12] == _V4_MAPPED
     return receives(listener, host)
 
 
@@ -249,6 +294,9 @@ class VerifyResult:
     expected: str
     listeners: tuple[Listener, ...]
     foreign: tuple[Listener, ...]
+    #: what else is wrong (verify_process: another holder, another uid, another
+    #: process with the same pid); each makes ``owned`` false
+    problems: tuple[str, ...] = ()
 
     @property
     def listening(self) -> bool:
@@ -256,7 +304,7 @@ class VerifyResult:
 
     @property
     def owned(self) -> bool:
-        return bool(self.listeners) and not self.foreign
+        return bool(self.listeners) and not self.foreign and not self.problems
 
     def __bool__(self) -> bool:
         return self.owned
@@ -265,10 +313,13 @@ class VerifyResult:
         where = format_address(self.host, self.port) if self.host else f"port {self.port}"
         if not self.listeners:
             return f"nothing is listening on {where}"
-        if not self.foreign:
+        if not self.foreign and not self.problems:
             return f"{where} is owned as expected ({self.expected})"
-        lines = [f"{where} is NOT owned as expected ({self.expected}); listening there:"]
-        lines += [f"  {item.address}: {item.holder()}" for item in self.foreign]
+        lines = [f"{where} is NOT owned as expected ({self.expected})"]
+        if self.foreign:
+            lines[0] += "; listening there:"
+            lines += [f"  {item.address}: {item.holder()}" for item in self.foreign]
+        lines += [f"  {problem}" for problem in self.problems]
         return "\n".join(lines)
 
 
@@ -349,21 +400,145 @@ def verify(
     return VerifyResult(host or None, port, expected, found, foreign)
 
 
+#: How far a recorded process start time may be from the process's own (seconds).
+#: Both come from the same clock-tick count and boot time; the boot time the
+#: kernel reports is whole seconds and moves when the clock is adjusted.
+START_TIME_SLACK = 1.0
+
+
+def process_start_time(pid: int) -> float:
+    """When process ``pid`` started (seconds since the epoch), as psutil's
+    ``Process.create_time()`` -- what Tahoe-LAFS records in running.process.
+    :class:`OwnerLookupError` if there is no such process or the OS does not say."""
+    try:
+        return _native.process_start_time(pid)
+    except _native.BindError as e:
+        raise _lookup_error(e) from None
+
+
+def _when(t: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) + f".{int(t * 100) % 100:02d}"
+
+
+def verify_process(
+    host: str,
+    port: int,
+    pid: int,
+    *,
+    started: float | None = None,
+    uid: int | None = None,
+) -> VerifyResult:
+    """Check that ``host:port`` is served by process ``pid`` and by nothing else.
+
+    Every listener that may receive ``host:port`` must be held by ``pid``, and
+    by no other process (a child that inherited the socket is another holder:
+    it is named); with ``uid``, the socket must belong to that uid; with
+    ``started`` (the start time recorded when the process was launched, as in
+    Tahoe's running.process), the process that has the pid now must have started
+    then (within :data:`START_TIME_SLACK`): otherwise the pid was reused.
+    Raises ``ValueError`` for bad arguments and :class:`OwnerLookupError`
+    when the lookup fails.
+    """
+    for name, value in (("pid", pid), ("uid", uid)):
+        bad = isinstance(value, bool) or not isinstance(value, int) or value < 0
+        if value is not None and bad:
+            raise ValueError(f"{name} must be a whole number, 0 or more, not {value!r}")
+    expected = f"pid {pid}" + (f", uid {uid}" if uid is not None else "")
+    # every process that may hold the socket, whatever its uid
+    found = tuple(who(host, port, all_processes=True))
+    foreign: list[Listener] = []
+    problems: list[str] = []
+    for item in found:
+        if pid not in item.pids:
+            foreign.append(item)
+            continue
+        others = [
+            f"{p} ({n})" if n else str(p) for p, n in zip(item.pids, item.names) if p != pid
+        ]
+        if others:
+            problems.append(
+                f"{item.address} is also held by pid {', '.join(others)}: another process "
+                f"(a child that inherited the socket, or one it was passed to) can accept "
+                f"its connections"
+            )
+        if item.pids_truncated:
+            problems.append(f"{item.address} is held by more processes than could be listed")
+        if uid is not None and item.uid != uid:
+            owner = f"uid {item.uid}" if item.user is None else f"uid {item.uid} ({item.user})"
+            problems.append(f"{item.address} belongs to {owner}, not to uid {uid}")
+    if started is not None and found:
+        try:
+            actual: float | None = process_start_time(pid)
+        except OwnerLookupError as e:
+            if e.errno != errno.ESRCH:
+                raise
+            actual = None
+        if actual is None:
+            problems.append(f"pid {pid} is not running")
+        elif abs(actual - started) > START_TIME_SLACK:
+            problems.append(
+                f"pid {pid} started at {_when(actual)}, but the pid file records a process "
+                f"started at {_when(started)}: pid {pid} now belongs to another process"
+            )
+    return VerifyResult(host, port, expected, found, tuple(foreign), tuple(problems))
+
+
 # --- for ExclusivePort --------------------------------------------------------
+
+
+def _with_bound(found: list[Listener], port: int, **kw: bool) -> list[Listener]:
+    """``found`` plus the bound, non-listening sockets on the port where the OS shows them."""
+    try:
+        return found + bound_sockets(port, **kw)
+    except OwnerLookupError as e:
+        if e.errno == errno.ENOSYS:
+            return found
+        raise
+
+
+def only_time_wait(interface: str, port: int, family: int = socket.AF_UNSPEC) -> bool:
+    """Whether a bind of ``interface:port`` without SO_REUSEADDR can have failed only
+    because of TIME_WAIT entries: there are some on the port, and no listener or
+    (Linux 6.6+) bound socket overlaps the address.  Never raises: when the
+    lookup fails (no netlink in a sandbox) the answer is True, as it was before
+    binds were strict -- the post-listen check then says it could not look."""
+    try:
+        if family == socket.AF_UNSPEC:
+            family = socket.AF_INET6 if ":" in interface else socket.AF_INET
+        host = interface or ("::" if family == socket.AF_INET6 else "0.0.0.0")
+        _, host = normalise_host(host)
+        if _native.timewait(port) == 0:
+            return False
+        found = _with_bound(listeners(port, processes=False), port, processes=False)
+    except Exception as e:  # noqa: BLE001 -- not knowing must not stop a restart
+        log.debug("twisted-patch: TIME_WAIT lookup for {port} failed: {error}", port=port,
+                  error=e)
+        return True
+    return not any(_overlaps(item, family, host) for item in found)
+
+
+def holder_text(item: Listener) -> str:
+    text = item.holder()
+    if not item.listening:
+        text += " (a socket bound there, not listening)"
+    return text
 
 
 def describe_holder(interface: str, port: int, family: int = socket.AF_UNSPEC) -> str | None:
     """Who holds ``interface:port`` in words, for an EADDRINUSE message.
 
-    Never raises: when the lookup fails or finds nobody (a socket bound but
-    not listening is invisible to it), the answer is None.
+    Listeners, and (Linux 6.6+) sockets bound without listening.  Never raises:
+    when the lookup fails or finds nobody, the answer is None.
     """
     try:
         if family == socket.AF_UNSPEC:
             family = socket.AF_INET6 if ":" in interface else socket.AF_INET
         host = interface or ("::" if family == socket.AF_INET6 else "0.0.0.0")
         _, host = normalise_host(host)
-        holders = [item for item in listeners(port) if _overlaps(item, family, host)]
+        found = _with_bound(listeners(port), port)
+        holders = [item for item in found if _overlaps(item, family, host)]
     except Exception as e:  # noqa: BLE001 -- an error message must never fail
         log.debug("twisted-patch: owner lookup for {port} failed: {error}", port=port, error=e)
         return None
@@ -371,7 +546,7 @@ def describe_holder(interface: str, port: int, family: int = socket.AF_UNSPEC) -
         return None
     texts: list[str] = []
     for item in holders:
-        text = item.holder()
+        text = holder_text(item)
         if len(holders) > 1:
             text += f" (on {item.address})"
         if text not in texts:
@@ -398,28 +573,38 @@ def _target_address(target: Any) -> tuple[int, str, int]:
     raise TypeError(f"check_exclusive needs a port, a socket or (host, port), not {target!r}")
 
 
-def check_exclusive(target: Any | socket.socket | tuple[str, int]) -> list[Listener]:
+def check_exclusive(
+    target: Any | socket.socket | tuple[str, int], *, placeholders: bool = True
+) -> list[Listener]:
     """The foreign listeners that would receive connections meant for ``target``.
 
     ``target`` is a listening port (anything with ``getHost()``), a bound
     socket, or ``(host, port)``.  Foreign means: not held by this process.
     For a wildcard target every listener of its family on the port counts;
     for a specific address, the listeners that may receive it (see the
-    module docstring).  Raises :class:`OwnerLookupError` if the lookup fails.
+    module docstring).  With ``placeholders`` (Linux 6.6+), sockets bound there
+    without listening count too.  Raises :class:`OwnerLookupError` if the lookup
+    fails.
     """
     family, host, port = _target_address(target)
     me = os.getpid()
+
+    def lookup(**kw: bool) -> list[Listener]:
+        found = listeners(port, **kw)
+        return _with_bound(found, port, **kw) if placeholders else found
 
     def foreign(found: list[Listener]) -> list[Listener]:
         return [item for item in found if _overlaps(item, family, host) and me not in item.pids]
 
     # The common case (only us): for our own socket, the kernel's inodes say it
     # without any walk of /proc; then only our own fds; name others only if any.
+    # Sockets bound without listening count (Linux 6.6+ shows them): such a
+    # placeholder listens the moment we stop.
     if isinstance(target, socket.socket) and _native.OWNER_BACKEND == "linux":
         mine = os.fstat(target.fileno()).st_ino
-        seen = listeners(port, processes=False)
+        seen = lookup(processes=False)
         if all(item.inode == mine for item in seen if _overlaps(item, family, host)):
             return []
-    if not foreign(listeners(port, self_only=True)):
+    if not foreign(lookup(self_only=True)):
         return []
-    return foreign(listeners(port))
+    return foreign(lookup())

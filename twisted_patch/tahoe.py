@@ -45,7 +45,7 @@ from zope.interface import implementer
 
 from twisted_patch import _sockets
 from twisted_patch._address import check_pid, parse_target
-from twisted_patch.errors import format_address
+from twisted_patch.errors import WINDOWS, format_address
 from twisted_patch.port import port_class_for
 
 log = Logger()
@@ -141,14 +141,26 @@ class NodeInfo:
     pid: int
     pidfile: str
     url: str
+    #: the process start time recorded in running.process (None: twistd.pid has none)
+    started: float | None = None
+    #: the uid owning the node directory (None on Windows)
+    owner_uid: int | None = None
 
 
 def read_pidfile(path: str) -> int:
-    """The pid in a Tahoe ``running.process`` or a twistd ``twistd.pid`` file.
+    """The pid in a pid file (see :func:`read_pidfile_times`)."""
+    return read_pidfile_times(path)[0]
+
+
+def read_pidfile_times(path: str) -> tuple[int, float | None]:
+    """The pid and process creation time in a Tahoe ``running.process`` (or a
+    twistd ``twistd.pid``) file.
 
     ``running.process`` (Tahoe 1.18+, allmydata/util/pid.py) holds
     ``"PID CREATION_TIME\\n"``; ``twistd.pid`` holds ``"PID\\n"``.  The first
-    whitespace-separated field is the pid either way.
+    whitespace-separated field is the pid either way; the second, when there is
+    one, the process creation time (seconds since the epoch, psutil's
+    ``create_time()``).  Returns ``(pid, creation time or None)``.
     """
     try:
         with open(path, encoding="utf-8") as f:
@@ -159,9 +171,20 @@ def read_pidfile(path: str) -> int:
         raise ValueError(f"pid file {path} is not text") from None
     fields = content.split()
     try:
-        return check_pid(fields[0] if fields else "", f"the process id in {path}")
+        pid = check_pid(fields[0] if fields else "", f"the process id in {path}")
     except ValueError as e:
         raise ValueError(f"pid file {path} does not start with a process id: {e}") from None
+    started: float | None = None
+    if len(fields) > 1:
+        try:
+            started = float(fields[1])
+        except ValueError:
+            raise ValueError(
+                f"pid file {path}: the creation time {fields[1][:40]!r} is not a number"
+            ) from None
+        if not started > 0 or started == float("inf"):
+            raise ValueError(f"pid file {path}: the creation time {fields[1][:40]!r} is not valid")
+    return pid, started
 
 
 def read_node_dir(nodedir: str) -> NodeInfo:
@@ -188,7 +211,9 @@ def read_node_dir(nodedir: str) -> NodeInfo:
     for name in ("running.process", "twistd.pid"):
         path = os.path.join(nodedir, name)
         if os.path.exists(path):
-            return NodeInfo(host, port, read_pidfile(path), path, url)
+            pid, started = read_pidfile_times(path)
+            owner_uid = None if WINDOWS else os.stat(nodedir).st_uid
+            return NodeInfo(host, port, pid, path, url, started, owner_uid)
     raise ValueError(
         f"no pid file (running.process or twistd.pid) in {nodedir}: is the node running?"
     )

@@ -1,8 +1,9 @@
 """``twisted-patch verify HOST:PORT [--uid U | --pid P | --user NAME | --node NODEDIR]``.
 
 Exit status: 0 every listener that may receive connections to HOST:PORT is
-owned as expected; 1 someone else listens there too (printed); 2 error (bad
-arguments, nothing listening, lookup failed).
+owned as expected; 1 someone else listens there too, or (--node) the process
+holding the socket is not the node's (printed); 2 error (bad arguments,
+nothing listening, lookup failed).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import sys
 
 from twisted_patch._address import check_pid, decimal, parse_target
-from twisted_patch.owner import OwnerLookupError, verify
+from twisted_patch.owner import OwnerLookupError, VerifyResult, verify, verify_process
 from twisted_patch.tahoe import read_node_dir
 
 
@@ -56,21 +57,26 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet or error:
             print(text, file=sys.stderr if error else sys.stdout)
 
-    pid: int | None = args.pid
     try:
+        result: VerifyResult
         if args.node is not None:
             if args.target is not None:
                 raise ValueError("give either HOST:PORT or --node, not both")
             node = read_node_dir(args.node)
-            host: str | None = node.host
-            port = node.port
-            pid = node.pid
-            say(f"node {args.node}: {node.url} expected pid {pid} (from {node.pidfile})")
+            owner = "" if node.owner_uid is None else f", uid {node.owner_uid} (the directory's)"
+            say(f"node {args.node}: {node.url} expected pid {node.pid} "
+                f"(from {node.pidfile}){owner}")
+            if node.started is None:
+                say(f"note: {node.pidfile} records no process start time: a reused pid "
+                    f"cannot be told from the node")
+            result = verify_process(
+                node.host, node.port, node.pid, started=node.started, uid=node.owner_uid
+            )
         elif args.target is None:
             raise ValueError("give HOST:PORT or --node NODEDIR")
         else:
             host, port = parse_target(args.target)
-        result = verify(host, port, uid=args.uid, pid=pid, user=args.user)
+            result = verify(host, port, uid=args.uid, pid=args.pid, user=args.user)
     except ValueError as e:
         say(f"twisted-patch verify: {e}", error=True)
         return 2

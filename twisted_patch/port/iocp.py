@@ -67,12 +67,8 @@ class IOCPExclusivePort(ExclusiveListening, _IOCPPort):  # type: ignore[misc]
                 _associated.add(skt.fileno())
             self.addrLen = _iocp.maxAddrLen(skt.fileno())
             self._realPortNumber = skt.getsockname()[1]
-        except OSError as e:
-            skt.close()
+        except OSError as e:  # skt stays open: the caller's
             raise listen_failure(self.interface, self.port, e) from None
-        except BaseException:
-            skt.close()
-            raise
         self.factory.doStart()
         self.connected = True
         self.disconnected = False
@@ -104,7 +100,8 @@ class IOCPExclusivePort(ExclusiveListening, _IOCPPort):  # type: ignore[misc]
         return d
 
     def _base_connection_lost(self, reason: failure.Failure) -> None:
-        _associated.discard(self.socket.fileno())  # closed now: the number may be reused
+        if self._kept_socket is None:  # closed now: the number may be reused
+            _associated.discard(self.socket.fileno())
         _IOCPPort.connectionLost(self, reason)
 
     def __repr__(self) -> str:

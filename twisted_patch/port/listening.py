@@ -18,9 +18,11 @@ IOCP).  ``startListening`` runs, in order:
    connections is Twisted's code.
 
 Stopping closes the guard with the port (after it, never before); when one
-listener of a pair of ours stops, the other guards the freed address again.
+listener of a pair of ours stops, its socket is not closed but becomes the
+other's guard: no instant in which an address we hold is free.
 
-A port class provides ``_adopt_listening(skt)`` (serve this listening socket),
+A port class provides ``_adopt_listening(skt)`` (serve this listening socket;
+on failure it leaves ``skt`` open for the caller to close or keep),
 ``_release_socket()`` (stop serving and hand the still-listening socket over),
 ``_base_lose_connection``/``_base_connection_lost`` (its base class's methods)
 and ``_sibling_class`` (the class of a serve-mode sibling port).
@@ -32,8 +34,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet import defer, main
-from twisted.internet.error import CannotListenError
+from twisted.internet import defer, main, protocol
 from twisted.logger import Logger
 from twisted.python import failure
 
@@ -87,6 +88,7 @@ class ExclusiveListening:
     _sibling_held = False  # adopt(sibling_held=True): no guard of ours is needed
     _adopted_sibling: socket.socket | None = None  # adopt(sibling=...): served as guard=serve
     shared_socket = False  # adopt(shared=True): another process may hold the socket too
+    _kept_socket: socket.socket | None = None  # ours, being handed over as a guard
 
     def _init_exclusive(self, guard: str | None, probe: str | None) -> None:
         self.requested_guard = guards.check_guard(guard)
@@ -118,7 +120,7 @@ class ExclusiveListening:
     def sibling(self) -> Any | None:
         """The port serving the other family for us (guard=serve), or None."""
         held = registry.guard_of(self)
-        return held.port if held is not None else None
+        return held.port if held is not None and held.mode == "serve" else None
 
     # --- listening ---------------------------------------------------------------
 
@@ -207,12 +209,15 @@ class ExclusiveListening:
             try:
                 held, sibling_absent = self._open_guard(guard_to_open, family, host, real)
             except _SiblingBusy as busy:
-                skt.close()
+                self._give_back_or_close(skt, taken_from)
+                if attempt == attempts:
+                    self._drop_adopted_sibling()
                 retried.append(real)
-                tried.append(f"{real}: {busy.err.strerror or busy.err} on {busy}")
+                holder = _sockets.holder_of(busy.host, busy.port, busy.family)
+                held_by = f" (held by {holder})" if holder else ""
+                tried.append(f"{real}: {busy.err.strerror or busy.err} on {busy}{held_by}")
                 if attempt < attempts:
                     continue
-                self._after_failed_takeover(taken_from)
                 context = ""
                 if asked == 0:
                     context = (
@@ -225,28 +230,30 @@ class ExclusiveListening:
                     busy.port,
                     busy.err,
                     busy.stage,
-                    holder=_sockets.holder_of(busy.host, busy.port, busy.family),
+                    holder=holder,
                     asked=(host, asked),
                     context=context,
                 ) from None
             except BaseException:
-                skt.close()
+                self._give_back_or_close(skt, taken_from)
                 self._drop_adopted_sibling()
-                self._after_failed_takeover(taken_from)
                 raise
             break
         assert skt is not None
         key: Key = (family, host, real)
         try:
-            # no other process may share the port (an inherited socket: but its supervisor)
-            selfcheck.ensure_exclusive(skt, host, shared=self.shared_socket)
+            # no other process may share the port (an inherited socket: but its
+            # supervisor), nor hold a socket bound beside ours
+            selfcheck.ensure_exclusive(
+                skt, host, shared=self.shared_socket, placeholders=_sockets.shared_bind(skt)
+            )
+            self._check_guard(held)  # the same for the guarded address
             report = self._probe(skt, mode, host, real, sibling_absent)
             self._adopt_listening(skt)
         except BaseException:
-            skt.close()  # no-op if _adopt_listening already closed it
             self._drop_adopted_sibling()  # (if the guard did not take it)
             self._drop_guard(held)
-            self._after_failed_takeover(taken_from)
+            self._give_back_or_close(skt, taken_from)
             raise
         registry.add_listener(key, self)
         if held is not None:
@@ -275,23 +282,22 @@ class ExclusiveListening:
         if held is None:
             return _sockets.listen(host, port, self.backlog, family), None
         # Take the guard over: the socket stays bound throughout.
-        if held.mode == "refuse":
+        if held.port is None:
             assert held.socket is not None
             skt = held.socket
             try:
                 _sockets.listen_on(skt, self.backlog)
-            except _sockets.CoreError as e:
-                raise cannot_listen(host, port, e, e.stage) from None
+            except OSError as e:  # the guard stays the guard
+                raise cannot_listen(host, port, e, getattr(e, "stage", "listen")) from None
         else:
             assert held.port is not None
             skt = held.port._release_socket()
             try:
                 _sockets.listen_on(skt, self.backlog)  # already listening: sets our backlog
-            except _sockets.CoreError as e:
-                skt.close()
+            except OSError as e:
                 registry.remove_guard(held)
-                held.owner._reguard()
-                raise cannot_listen(host, port, e, e.stage) from None
+                held.owner._keep_as_guard(skt)  # never closed: no instant free
+                raise cannot_listen(host, port, e, getattr(e, "stage", "listen")) from None
         registry.remove_guard(held)
         log.info(
             "twisted-patch: {address} taken over from the {mode} guard of {owner}",
@@ -302,10 +308,15 @@ class ExclusiveListening:
         owner: ExclusiveListening = held.owner
         return skt, owner
 
-    def _after_failed_takeover(self, owner: ExclusiveListening | None) -> None:
-        """We took a guard over and then failed: its owner guards again."""
-        if owner is not None and owner.connected:
-            owner._reguard()
+    @staticmethod
+    def _give_back_or_close(skt: socket.socket, owner: ExclusiveListening | None) -> None:
+        """A start failed: close its socket -- or, if it was a guard taken over from
+        ``owner``, give it back to ``owner`` as its guard (never closed, so the
+        address is never free)."""
+        if owner is not None and owner.connected and registry.guard_of(owner) is None:
+            owner._keep_as_guard(skt)
+        else:
+            skt.close()
 
     def _open_guard(
         self, mode: str, family: int, host: str, port: int
@@ -359,11 +370,16 @@ class ExclusiveListening:
         sibling.shared_socket = self.shared_socket
         return Guard(skey, self, mode, port=sibling), False
 
-    def _install_guard(self, held: Guard) -> None:
+    def _install_guard(self, held: Guard, close_on_failure: bool = True) -> None:
         if held.port is not None:
             skt = held.port._pending_socket
             held.port._pending_socket = None
-            held.port._adopt_listening(skt)
+            try:
+                held.port._adopt_listening(skt)
+            except BaseException:
+                if close_on_failure:
+                    skt.close()
+                raise
         registry.add_guard(held)
 
     @staticmethod
@@ -377,35 +393,93 @@ class ExclusiveListening:
             held.port._pending_socket.close()
             held.port._pending_socket = None
 
-    def _reguard(self) -> None:
-        """Guard the sibling again (after the listener of ours that held it went away)."""
+    def _check_guard(self, held: Guard | None) -> None:
+        """The post-listen owner check for the guarded address.  Only a serve guard
+        whose bind shared the address can have a placeholder beside it (a refuse
+        guard never sets SO_REUSEADDR; a listener conflicts with every later bind)."""
+        if held is None or held.port is None:
+            return
+        skt = held.port._pending_socket
+        if skt is not None and _sockets.shared_bind(skt):
+            selfcheck.ensure_exclusive(skt, held.key[1], placeholders=True)
+
+    def _keep_as_guard(self, skt: socket.socket, os_chose_port: bool = False) -> None:
+        """Make ``skt`` -- bound to our sibling address, listening or not -- our guard.
+
+        Used when the listener of ours on the sibling address stops, or fails to
+        take our guard over: its socket becomes our guard instead of being closed
+        and replaced by a new one, so the address is never free for an instant.
+        serve: it goes on listening, for our factory.  refuse: it stops listening
+        and keeps its bind (:func:`twisted_patch._sockets.unlisten`); where the
+        OS cannot -- or when ``os_chose_port`` (the socket was bound to port 0:
+        Linux releases such a port at shutdown, silently, measured) -- it goes on
+        listening and closes every connection at once.
+        Whatever fails, the socket is not closed here: it is kept as a bare guard
+        (the address stays ours) and an error-level event says so.
+        """
         key = registry.key_of(self)
-        if key is None or registry.guard_of(self) is not None or not self.connected:
-            return
-        family, host, port = key
         mode = self.guard_mode or "no"
+        sib = guards.sibling_of(key[0], key[1]) if key is not None else None
+        if key is None or sib is None or mode == "no" or not self.connected:
+            skt.close()
+            return
+        if registry.guard_of(self) is not None:
+            skt.close()
+            return
+        skey: Key = (sib[0], sib[1], key[2])
+        address = format_address(sib[1], key[2])
         try:
-            held, _ = self._open_guard(mode, family, host, port)
-        except _SiblingBusy as busy:
-            holder = _sockets.holder_of(busy.host, busy.port, busy.family)
+            listening = _sockets.is_listening(skt)
+            if mode == "serve":
+                if not listening:
+                    _sockets.listen_on(skt, self.backlog)
+                held = Guard(skey, self, mode, port=self._guard_port(skt, sib[1], self.factory))
+            elif not listening:
+                held = Guard(skey, self, mode, socket=skt)
+            elif os_chose_port:
+                held = Guard(skey, self, mode, port=self._guard_port(skt, sib[1], _REFUSE))
+            else:
+                try:
+                    _sockets.unlisten(skt)
+                    held = Guard(skey, self, mode, socket=skt)
+                except _sockets.CoreError as e:
+                    log.info(
+                        "twisted-patch: {address} cannot stop listening on this OS ({error}); "
+                        "as the refuse guard of {owner} it closes every connection at once",
+                        address=address,
+                        error=e.strerror,
+                        owner=repr(self),
+                    )
+                    held = Guard(skey, self, mode, port=self._guard_port(skt, sib[1], _REFUSE))
+            self._install_guard(held, close_on_failure=False)
+        except Exception as e:  # noqa: BLE001 -- the address must stay ours whatever failed
+            registry.add_guard(Guard(skey, self, mode, socket=skt))
             log.error(
-                "twisted-patch: could not guard {sibling} again for {address}: {error} "
-                "(held by {holder})",
-                sibling=format_address(busy.host, busy.port),
-                address=format_address(host, port),
-                error=busy.err.strerror,
-                holder=holder or "a socket the owner lookup cannot see",
+                "twisted-patch: {address} is kept bound as the guard of {owner}, but could not "
+                "be made a {mode} guard: {error}. Nobody else can take the address; "
+                "connections to it wait unanswered until this server stops.",
+                address=address,
+                owner=repr(self),
+                mode=mode,
+                error=f"{type(e).__name__}: {e}",
             )
             return
-        except CannotListenError as e:
-            log.error(
-                "twisted-patch: could not guard the other family of {address} again: {error}",
-                address=format_address(host, port),
-                error=str(e.socketError),
-            )
-            return
-        if held is not None:
-            self._install_guard(held)
+        log.info(
+            "twisted-patch: {address} kept as the {mode} guard of {owner} (its listener "
+            "stopped; the socket never closed)",
+            address=address,
+            mode=mode,
+            owner=repr(self),
+        )
+
+    def _guard_port(self, skt: socket.socket, host: str, factory: Any) -> Any:
+        """A guard port of our class around ``skt`` (already listening), not yet serving."""
+        port = self._sibling_class(
+            self._realPortNumber or 0, factory, self.backlog, host, self.reactor, guard="no",
+            probe="off",
+        )
+        port._pending_socket = skt
+        return port
 
     def _probe(
         self, skt: socket.socket, mode: str, host: str, port: int, sibling_absent: bool
@@ -458,6 +532,10 @@ class ExclusiveListening:
             return
         key = registry.key_of(self)
         held = registry.guard_of(self)
+        survivor = self._survivor(key) if held is None else None
+        if survivor is not None:
+            # left open by _closeSocket (the port classes keep their socket in .socket)
+            self._kept_socket = self.socket  # type: ignore[attr-defined]
         try:
             try:
                 if held is not None:
@@ -479,9 +557,41 @@ class ExclusiveListening:
             if serving is not None:
                 # a serve-mode sibling stopped on its own: its owner has no guard now
                 registry.remove_guard(serving)
-            if key is not None and registry.remove_listener(key, self):
-                sib = guards.sibling_of(key[0], key[1])
-                if sib is not None:
-                    other = registry.listener_at((sib[0], sib[1], key[2]))
-                    if other is not None:
-                        other._reguard()
+            if key is not None:
+                registry.remove_listener(key, self)
+            kept, self._kept_socket = self._kept_socket, None
+            if kept is not None:
+                assert survivor is not None
+                survivor._keep_as_guard(kept, os_chose_port=int(self.port or 0) == 0)
+
+    def _survivor(self, key: Key | None) -> ExclusiveListening | None:
+        """The listener of ours on our sibling address that takes our socket as its
+        guard when we stop (None: the socket is closed as usual)."""
+        if key is None:
+            return None
+        sib = guards.sibling_of(key[0], key[1])
+        if sib is None:
+            return None
+        other: ExclusiveListening | None = registry.listener_at((sib[0], sib[1], key[2]))
+        if other is None or not other.connected or registry.guard_of(other) is not None:
+            return None
+        return other if other.guard_mode in ("serve", "refuse") else None
+
+    def _closeSocket(self, orderly: bool) -> None:
+        """Twisted's socket close, except for a socket handed over as a guard."""
+        if self._kept_socket is not None:
+            return
+        super()._closeSocket(orderly)  # type: ignore[misc]
+
+
+class _Refuse(protocol.Factory):
+    """The factory of a refuse guard that cannot stop listening (not Linux): every
+    connection is closed at once (``buildProtocol`` returns None)."""
+
+    noisy = False
+
+    def buildProtocol(self, addr: Any) -> None:
+        return None
+
+
+_REFUSE = _Refuse()

@@ -63,8 +63,7 @@ class ExclusivePort(ExclusiveListening, tcp.Port):
         try:
             tcp.Port.startListening(self)
         except BaseException:
-            self._preexistingSocket = None
-            skt.close()
+            self._preexistingSocket = None  # skt stays open: the caller's
             raise
         # Twisted skips shutdown() for adopted sockets.  One the core made is ours
         # alone; an inherited one (adopt(shared=True)) may be the supervisor's too,
