@@ -38,10 +38,14 @@ SOAK_FAILURES = 10_000
 # of drift over 10,000 failures in repeated runs (the child collects reference
 # cycles every 100 cases and takes gc.get_objects() before RSS; without that, the
 # not-yet-collected Failure cycles and the object list add a ~400 KiB high-water
-# mark that stops growing after ~40,000 failures).  A leak of
-# 16 bytes per failure is 160 KB over 10,000 failures; the control below leaks 64
-# bytes per failure and must exceed this tolerance, so the check can fail.
-RSS_TOLERANCE = 128 * 1024
+# mark that stops growing after ~40,000 failures).  Since the listening sequence
+# grew (placeholder checks, adopted sockets), one more arena is sometimes touched
+# once in the measured stretch: 196-248 KiB, the same after 10,000 or 30,000
+# failures and with objects unchanged (2026-12-01), so not a leak, which grows with
+# the count.  A leak of 40 bytes per failure is 400 KB over 10,000 failures; the
+# control below leaks 64 bytes per failure and must exceed this tolerance, so the
+# check can fail.
+RSS_TOLERANCE = 384 * 1024
 # gc-tracked objects: a few may come and go with caches (Twisted's, typing's).
 OBJECTS_TOLERANCE = 50
 
