@@ -4,8 +4,8 @@ another user's.
 
 - :class:`Spinner` -- tests/support/spinner.c: spins on ``bind()`` of one address
   while armed; the re-guard race.
-- :class:`Holder` -- a process (system python, stdlib only) that binds, and
-  optionally listens on, an address with chosen options, and keeps it.
+- :class:`Holder` -- the project's attacker child (stdlib only) binding, and
+  optionally listening on, an address with chosen options, and keeping it.
 - :func:`free_port` -- a port free in both families, outside the ephemeral range.
 - :func:`cli` -- ``python -m twisted_patch ...``.
 """
@@ -160,38 +160,11 @@ class Spinner:
         self._out.close()
 
 
-_HOLDER = r"""
-import os, socket, sys
-host, port, v6only, reuseaddr, do_listen, forks = (
-    sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]))
-fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-s = socket.socket(fam, socket.SOCK_STREAM)
-if fam == socket.AF_INET6 and v6only != "-":
-    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(v6only))
-if reuseaddr == "1":
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-try:
-    s.bind((host, port))
-    if do_listen == "1":
-        s.listen(8)
-except OSError as e:
-    print("FAILED", e.errno, flush=True)
-    sys.exit(0)
-children = []
-for _ in range(forks):  # children inherit the socket, as a fork without exec does
-    pid = os.fork()
-    if pid == 0:
-        sys.stdin.read()
-        os._exit(0)
-    children.append(pid)
-print("HOLDING", os.getpid(), os.getuid(), *children, flush=True)
-sys.stdin.read()
-"""
-
-
 class Holder:
     """A process that binds (and with ``listen`` listens on) host:port and keeps it
-    until :meth:`stop`.  ``v6only``: None leaves the OS default, else 0/1."""
+    until :meth:`stop` (the project's one attacker child, ``"then": "hold"``).
+    ``v6only``: None leaves the OS default, else 0/1; ``forks``: children that
+    inherit the socket."""
 
     def __init__(
         self,
@@ -204,34 +177,27 @@ class Holder:
         uid: int | None = NOBODY,
         forks: int = 0,
     ) -> None:
-        python = SYSTEM_PYTHON if os.path.exists(SYSTEM_PYTHON) else sys.executable
-        argv = [python, "-I", "-S", "-c", _HOLDER, host, str(port),
-                "-" if v6only is None else str(v6only), "1" if reuseaddr else "0",
-                "1" if listen else "0", str(forks)]
-        if uid is not None:
-            argv = nobody(argv)
-        self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd="/", text=True
-        )
-        assert self.proc.stdout is not None
-        words = self.proc.stdout.readline().split()
-        if not words or words[0] != "HOLDING":
+        from twisted_patch.cli.attacks import AttackerProcess
+
+        spec = {"hosts": [host], "port": port, "listen": listen, "then": "hold",
+                "options": ["reuseaddr"] if reuseaddr else [],
+                "v6only": None if v6only is None else bool(v6only), "forks": forks}
+        self.children: list[int] = []
+        self._child = AttackerProcess(spec, uid=uid)
+        self.proc = self._child.proc
+        first = self._child.read()
+        if not first.get("bound"):
             self.stop()
-            raise RuntimeError(f"holder could not take {host}:{port}: {words}")
-        self.pid = int(words[1])
-        self.uid = int(words[2])
-        self.children = [int(w) for w in words[3:]]
+            raise RuntimeError(f"holder could not take {host}:{port}: {first}")
+        self.pid = int(first["pid"])
+        self.uid = int(first["uid"])
+        self.children = [int(c) for c in first["children"]]
 
     def stop(self) -> None:
-        for child in getattr(self, "children", []):
+        for child in self.children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGKILL)
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-        for f in (self.proc.stdin, self.proc.stdout):
-            if f is not None:
-                f.close()
+        self._child.close()
 
 
 def cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:

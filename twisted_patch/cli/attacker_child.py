@@ -5,11 +5,14 @@ and is run as a script: ``python attacker_child.py JSON`` (or with ``-c`` and it
 source).  JSON describes the binds: ``{"family": 4|6, "host": "...", "port": P,
 "options": ["reuseaddr", ...], "v6only": true|false, "listen": true, "wait": SECONDS}``;
 ``"hosts": [...]`` instead of ``host`` binds each of them on the same port (``0``:
-the one the first bind got; ``"dual:::"`` is ``[::]`` without IPV6_V6ONLY).
+the one the first bind got; ``"dual:::"`` is ``[::]`` without IPV6_V6ONLY);
+``"v6only": null`` leaves the OS default; ``"forks": N`` (POSIX) starts N children
+that inherit the sockets, as a fork without exec does, and keep them.
 
 It prints one JSON line when the bind/listen attempt is over:
-``{"bound": bool, "listening": bool, "port": P, "uid": U, "stage": "bind"|"listen"|null,
-"errno": int|null, "error": str|null}``.  Then, if listening, by ``then``:
+``{"bound": bool, "listening": bool, "port": P, "uid": U, "pid": PID, "children": [...],
+"stage": "bind"|"listen"|null, "errno": int|null, "error": str|null}``.  Then, if
+listening, by ``then``:
 
 - ``"once"`` (default): waits up to ``wait`` seconds for one connection and prints
   ``{"accepted": bool, "peer": ...}``, then exits;
@@ -72,8 +75,9 @@ def _open(
                               "errno": None, "error": f"{opt_name} does not exist on this OS",
                               "unsupported": True}
             s.setsockopt(getattr(socket, level_name), opt, 1)
-        if family == socket.AF_INET6:
-            v6only = 0 if dual or not spec.get("v6only", True) else 1
+        wanted = spec.get("v6only", True)
+        if family == socket.AF_INET6 and (dual or wanted is not None):
+            v6only = 0 if dual or not wanted else 1
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, v6only)
         stage = "bind"
         s.bind((host, port))
@@ -102,8 +106,15 @@ def run(spec: dict[str, Any]) -> int:
         socks.append(s)
         port = s.getsockname()[1]
     listening = bool(spec.get("listen", True))
+    children = []
+    for _ in range(int(spec.get("forks", 0))):
+        pid = os.fork()
+        if pid == 0:  # holds the inherited sockets until stdin closes or it is killed
+            sys.stdin.read()
+            os._exit(0)
+        children.append(pid)
     _say({"bound": True, "listening": listening, "stage": None, "errno": None, "error": None,
-          "port": port, "uid": _uid()})
+          "port": port, "uid": _uid(), "pid": os.getpid(), "children": children})
     then = spec.get("then", "once")
     try:
         if not listening or then == "hold":

@@ -77,23 +77,12 @@ class IOCPExclusivePort(ExclusiveListening, _IOCPPort):  # type: ignore[misc]
         self.getFileHandle = self.socket.fileno
         self.doAccept()
 
-    def _release_socket(self) -> socket.socket:
-        """Stop serving and hand the (still listening) socket over, without closing it.
-
-        The handle stays associated with the reactor's completion port (a handle is
-        associated once); an AcceptEx already posted completes on this port object,
-        which drops it (``handleAccept`` checks ``disconnected``).
-        """
-        skt: socket.socket = self.socket
+    def _stop_serving(self) -> None:
+        # The handle stays associated with the reactor's completion port (a handle is
+        # associated once); an AcceptEx already posted completes on this port object,
+        # which drops it (``handleAccept`` checks ``disconnected``).
         self.reactor.removeActiveHandle(self)
-        self._realPortNumber = None
-        self.connected = False
-        self.disconnected = True
-        del self.socket
         del self.getFileHandle
-        if self.factory is not None:
-            self.factory.doStop()
-        return skt
 
     def _base_lose_connection(self, connDone: failure.Failure) -> defer.Deferred[None] | None:
         d: defer.Deferred[None] | None = _IOCPPort.loseConnection(self, connDone)
@@ -104,10 +93,7 @@ class IOCPExclusivePort(ExclusiveListening, _IOCPPort):  # type: ignore[misc]
             _associated.discard(self.socket.fileno())
         _IOCPPort.connectionLost(self, reason)
 
-    def __repr__(self) -> str:
-        if self._realPortNumber is not None:
-            return f"<{self.factory.__class__} on {self._realPortNumber} (exclusive, IOCP)>"
-        return f"<{self.factory.__class__} (exclusive, IOCP, not listening)>"
+    _repr_kind = "exclusive, IOCP"
 
 
 IOCPExclusivePort._sibling_class = IOCPExclusivePort

@@ -105,8 +105,29 @@ class ExclusiveListening:
     def _adopt_listening(self, skt: socket.socket) -> None:
         raise NotImplementedError
 
-    def _release_socket(self) -> socket.socket:
+    def _stop_serving(self) -> None:
+        """Stop the reactor serving our socket (the port class's part of a release)."""
         raise NotImplementedError
+
+    def _release_socket(self) -> socket.socket:
+        """Stop serving and hand the (still listening) socket over, without closing it."""
+        port: Any = self  # the Twisted port class's attributes (socket, disconnected)
+        skt: socket.socket = port.socket
+        self._stop_serving()
+        self._realPortNumber = None
+        self.connected = False
+        port.disconnected = True
+        del port.socket
+        if self.factory is not None:
+            self.factory.doStop()
+        return skt
+
+    _repr_kind = "exclusive"
+
+    def __repr__(self) -> str:
+        if self._realPortNumber is not None:
+            return f"<{self.factory.__class__} on {self._realPortNumber} ({self._repr_kind})>"
+        return f"<{self.factory.__class__} ({self._repr_kind}, not listening)>"
 
     def _base_lose_connection(self, connDone: failure.Failure) -> defer.Deferred[None] | None:
         raise NotImplementedError

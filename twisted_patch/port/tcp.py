@@ -70,18 +70,9 @@ class ExclusivePort(ExclusiveListening, tcp.Port):
         # and shutdown() would stop its copy listening as well.
         self._shouldShutdown = not self.shared_socket
 
-    def _release_socket(self) -> socket.socket:
-        """Stop serving and hand the (still listening) socket over, without closing it."""
+    def _stop_serving(self) -> None:
         tcp.Port.stopReading(self)
-        skt: socket.socket = self.socket
-        self._realPortNumber = None
-        self.connected = False
-        self.disconnected = True
-        del self.socket
         del self.fileno
-        if self.factory is not None:
-            self.factory.doStop()
-        return skt
 
     def _base_lose_connection(self, connDone: failure.Failure) -> defer.Deferred[None] | None:
         d: defer.Deferred[None] | None = tcp.Port.loseConnection(self, connDone)
@@ -90,10 +81,7 @@ class ExclusivePort(ExclusiveListening, tcp.Port):
     def _base_connection_lost(self, reason: failure.Failure) -> None:
         tcp.Port.connectionLost(self, reason)
 
-    def __repr__(self) -> str:
-        if self._realPortNumber is not None:
-            return f"<{self.factory.__class__} on {self._realPortNumber} (exclusive)>"
-        return f"<{self.factory.__class__} (exclusive, not listening)>"
+    _repr_kind = "exclusive"
 
 
 ExclusivePort._sibling_class = ExclusivePort
