@@ -131,6 +131,11 @@ def activate(tmp: Path, listen: list[str], names: list[str], endpoints: list[str
     assert ACTIVATE is not None
     command, status, out = _child(tmp, endpoints)
     args = [ACTIVATE]
+    # systemd-socket-activate starts the child with a clean environment: pass on the
+    # sanitizer runtime and its options (make test-asan), or the child cannot start.
+    for name in sorted(os.environ):
+        if name == "LD_PRELOAD" or name.endswith("SAN_OPTIONS"):
+            args += ["-E", name]
     for address in listen:
         args += ["-l", address]
     args += [f"--fdname={':'.join(names)}", *command]
