@@ -5,6 +5,12 @@ PLATFORM_CORE: str
 OWNER_BACKEND: str
 BOUND_VISIBLE: int
 
+# family, host, port, uid, user, inode, v6only, pids, names, pids truncated
+_OwnerRow = tuple[
+    int, str, int, int | None, str | None, int | None, bool | None,
+    tuple[int, ...], tuple[str | None, ...], bool,
+]
+
 class BindError(OSError):
     stage: str
     detail: str
@@ -26,39 +32,13 @@ def listeners(
     self_only: bool = ...,
     processes: bool = ...,
     all_processes: bool = ...,
-) -> list[
-    tuple[
-        int,
-        str,
-        int,
-        int | None,
-        str | None,
-        int | None,
-        bool | None,
-        tuple[int, ...],
-        tuple[str | None, ...],
-        bool,
-    ]
-]: ...
+) -> list[_OwnerRow]: ...
 def bound(
     port: int,
     self_only: bool = ...,
     processes: bool = ...,
     all_processes: bool = ...,
-) -> list[
-    tuple[
-        int,
-        str,
-        int,
-        int | None,
-        str | None,
-        int | None,
-        bool | None,
-        tuple[int, ...],
-        tuple[str | None, ...],
-        bool,
-    ]
-]: ...
+) -> list[_OwnerRow]: ...
 def process_start_time(pid: int) -> float: ...
 def timewait(port: int) -> int: ...
 def process_user(pid: int) -> tuple[int | None, str | None]: ...

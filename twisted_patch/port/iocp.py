@@ -20,7 +20,6 @@ import socket
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.iocpreactor import iocpsupport as _iocp
 from twisted.internet.iocpreactor import tcp as iocp_tcp
 from twisted.python import failure
@@ -38,21 +37,6 @@ _associated: set[int] = set()
 
 class IOCPExclusivePort(ExclusiveListening, _IOCPPort):  # type: ignore[misc]
     """``iocpreactor.tcp.Port`` whose listening socket comes from the exclusive-bind core."""
-
-    def __init__(
-        self,
-        port: int,
-        factory: IProtocolFactory,
-        backlog: int = 50,
-        interface: str = "",
-        reactor: Any = None,
-        guard: str | None = None,
-        probe: str | None = None,
-    ) -> None:
-        if not isinstance(interface, str):
-            raise ValueError(f"interface must be an IP address given as text, not {interface!r}")
-        super().__init__(port, factory, backlog, interface, reactor)
-        self._init_exclusive(guard, probe)
 
     def startListening(self) -> None:
         self._exclusive_start()

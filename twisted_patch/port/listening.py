@@ -35,6 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer, main, protocol
+from twisted.internet.interfaces import IProtocolFactory
 from twisted.logger import Logger
 from twisted.python import failure
 
@@ -89,6 +90,22 @@ class ExclusiveListening:
     _adopted_sibling: socket.socket | None = None  # adopt(sibling=...): served as guard=serve
     shared_socket = False  # adopt(shared=True): another process may hold the socket too
     _kept_socket: socket.socket | None = None  # ours, being handed over as a guard
+
+    def __init__(
+        self,
+        port: int,
+        factory: IProtocolFactory,
+        backlog: int = 50,
+        interface: str = "",
+        reactor: Any | None = None,
+        guard: str | None = None,
+        probe: str | None = None,
+    ) -> None:
+        """The Twisted port class's constructor, plus ``guard`` and ``probe``."""
+        if not isinstance(interface, str):
+            raise ValueError(f"interface must be an IP address given as text, not {interface!r}")
+        super().__init__(port, factory, backlog, interface, reactor)  # type: ignore[call-arg]
+        self._init_exclusive(guard, probe)
 
     def _init_exclusive(self, guard: str | None, probe: str | None) -> None:
         self.requested_guard = guards.check_guard(guard)

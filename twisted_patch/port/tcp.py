@@ -12,10 +12,8 @@ around it (guard, owner check, self-probe) is
 from __future__ import annotations
 
 import socket
-from typing import Any
 
 from twisted.internet import defer, tcp
-from twisted.internet.interfaces import IProtocolFactory
 from twisted.python import failure
 
 from twisted_patch.port.listening import ExclusiveListening
@@ -36,21 +34,6 @@ class ExclusivePort(ExclusiveListening, tcp.Port):
     port serving the other family (guard=serve) and :attr:`probe_results`
     what the self-probe found.
     """
-
-    def __init__(
-        self,
-        port: int,
-        factory: IProtocolFactory,
-        backlog: int = 50,
-        interface: str = "",
-        reactor: Any | None = None,
-        guard: str | None = None,
-        probe: str | None = None,
-    ) -> None:
-        if not isinstance(interface, str):
-            raise ValueError(f"interface must be an IP address given as text, not {interface!r}")
-        super().__init__(port, factory, backlog, interface, reactor)
-        self._init_exclusive(guard, probe)
 
     def startListening(self) -> None:
         if self._preexistingSocket is not None:
