@@ -15,7 +15,8 @@ DEBIAN_PACKAGES += wrk
 # systemd: systemd-socket-activate, the supervisor of the xsystemd tests (no systemd as PID 1).
 DEBIAN_PACKAGES += systemd
 
-.PHONY: all demo test deps venv install lint pytest clean test-compat wheel
+.PHONY: all demo test deps venv install lint pytest pytest-suite test-linux test-other
+.PHONY: clean test-compat test-compat-suite wheel
 .PHONY: docs bench
 
 all: install
@@ -52,13 +53,27 @@ install: venv
 	$(PY) -I -c "import twisted_patch._native as n; print('twisted_patch._native built:', n.PLATFORM_CORE)"
 
 lint: venv
-	$(VENV)/bin/ruff check twisted_patch twisted tests bench
+	$(VENV)/bin/ruff check twisted_patch twisted tests bench ci
 	$(VENV)/bin/mypy twisted_patch
+	$(VENV)/bin/mypy --strict ci/parallel.py
 
 pytest: install
+	@$(MAKE) --no-print-directory pytest-suite
+
+# The Linux pytest suite against what `make install` installed (no rebuild).
+pytest-suite:
 	$(VENV)/bin/pytest tests
 
-test: deps install lint docs test-cross pytest
+# `make test`: build, lint and document once, then two lanes side by side, each in a
+# network namespace of its own (ci/parallel.py; one after another where none can be made):
+#   test-linux   the pytest suite, then (hardening.mk) static analysis, valgrind, fuzzing
+#   test-other   the zig cross-compile checks, then (windows.mk) the Windows suite under Wine
+# Each lane's log is printed whole when it ends; the last lines are a table of both.
+test: deps install lint docs
+	@$(PYTHON) ci/parallel.py test-linux test-other
+
+test-linux: pytest-suite
+test-other: test-cross
 
 # The documentation site; warnings are errors (part of `make test`).
 docs: install
@@ -82,6 +97,10 @@ wheel: install
 COMPAT_PYTHON ?= $(firstword $(wildcard /root/.pyenv/versions/3.9*/bin/python3.9) $(shell command -v python3.9 2>/dev/null))
 COMPAT_VENV := .venv-compat
 test-compat: wheel
+	@$(MAKE) --no-print-directory test-compat-suite
+
+# The 3.9 run on the wheel in dist/ (no rebuild).
+test-compat-suite:
 	@if [ -z "$(COMPAT_PYTHON)" ]; then echo "SKIPPED test-compat: no CPython 3.9 on this machine"; exit 0; fi; \
 	set -e; rm -rf $(COMPAT_VENV); $(COMPAT_PYTHON) -m venv $(COMPAT_VENV); \
 	$(COMPAT_VENV)/bin/pip install -q --disable-pip-version-check -c ci/compat-constraints.txt \

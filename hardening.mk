@@ -37,8 +37,8 @@ MINGW_CC ?= x86_64-w64-mingw32-gcc
 
 .PHONY: hardening test-static test-valgrind test-fuzz test-asan hardening-clean
 
-# Added to `make test` (after its own prerequisites: deps install lint pytest).
-test: test-static test-valgrind test-fuzz
+# Added to `make test`'s Linux lane, after the pytest suite (see the Makefile).
+test-linux: test-static test-valgrind test-fuzz
 
 hardening: test-static test-valgrind test-fuzz test-asan
 

@@ -24,7 +24,7 @@ WIN_TESTS ?= tests/test_windows_matrix.py tests/test_windows_product.py \
 WIN_PYTEST_ARGS ?= $(WIN_TESTS)
 WIN_HARNESS = $(PY) windows/harness.py
 
-.PHONY: win-python win-wheel test-windows
+.PHONY: win-python win-wheel test-windows test-windows-suite
 
 win-python: deps venv
 	@for v in $(WIN_VERSIONS); do $(WIN_HARNESS) python --version $$v || exit 1; done
@@ -33,6 +33,10 @@ win-wheel: win-python
 	$(WIN_HARNESS) wheel
 
 test-windows: win-wheel
+	@$(MAKE) --no-print-directory test-windows-suite
+
+# The suite on the wheel win-wheel built (no rebuild: `make test` builds it before its lanes).
+test-windows-suite:
 	@for v in $(WIN_VERSIONS); do $(WIN_HARNESS) test --version $$v -- $(WIN_PYTEST_ARGS) || exit 1; done
 
 # The harness is typed and linted like the package.
@@ -43,5 +47,7 @@ lint-windows: venv
 
 lint: lint-windows
 
-# `make test` runs the Windows suite too (after the Linux one), so CI does.
-test: test-windows
+# `make test` builds the Windows CPython and wheel before its lanes (which run side by side),
+# then runs the Windows suite in its second lane, after test-cross (see the Makefile); so CI does.
+test: win-wheel
+test-other: test-windows-suite

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import email
 import email.message
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -20,8 +19,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from support.tree import ROOT, checkout_files, clean_copy
 
-ROOT = Path(__file__).resolve().parent.parent
 # Tracked but deliberately not shipped: this repository's CI entry point and git settings.
 NOT_SHIPPED = {".ci/run", ".gitignore"}
 
@@ -44,26 +43,12 @@ def source_version() -> str:
     raise AssertionError("no __version__ = '...' in twisted_patch/__init__.py")
 
 
-def checkout_files() -> list[str] | None:
-    """The files of a fresh checkout with this tree's changes (None: not a git checkout)."""
-    if shutil.which("git") is None or not (ROOT / ".git").exists():
-        return None
-    listed = _run("git", "ls-files", "--cached", "--others", "--exclude-standard").split("\n")
-    return [f for f in listed if f and (ROOT / f).is_file()]
-
-
 @pytest.fixture(scope="module")
 def sdist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sdist of a clean copy of the tree: a stale *.egg-info/SOURCES.txt in the
     checkout would add the files it lists, hiding a file MANIFEST.in misses."""
     pytest.importorskip("build")
-    files = checkout_files()
-    src = ROOT
-    if files is not None:
-        src = tmp_path_factory.mktemp("checkout")
-        for f in files:
-            (src / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / f, src / f)
+    src = clean_copy(tmp_path_factory.mktemp("checkout"))
     out = tmp_path_factory.mktemp("sdist")
     _run(sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir", str(out),
          cwd=src)

@@ -10,8 +10,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from support.tree import ROOT, clean_copy
 
-ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = "twisted/plugins/twisted_patch_plugins.py"
 FORBIDDEN = ("twisted/__init__.py", "twisted/plugins/__init__.py")
 
@@ -25,8 +25,9 @@ def _run(*cmd: str, cwd: Path = ROOT) -> str:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    src = clean_copy(tmp_path_factory.mktemp("checkout"))
     _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(out), str(ROOT))
+         "-w", str(out), str(src))
     (whl,) = out.glob("twisted_patch-*.whl")
     return whl
 
