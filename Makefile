@@ -92,6 +92,16 @@ wheel: install
 	rm -rf dist && $(PIP) wheel -q --no-deps --no-build-isolation -w dist . 2>&1 | grep -v "Location" || true
 	@ls dist/*.whl
 
+# Tests whose result cannot depend on which build of the extension, or which interpreter,
+# runs them: C programs built by the test itself (natively, with sanitizers, or for Windows
+# under Wine), packaging from a clean copy, the workflow files, ci/parallel.py.  `make test`
+# runs them; test-asan and test-compat leave them out (they would repeat the same run).
+BUILD_INDEPENDENT_TESTS := tests/test_owner_c.py tests/test_guard_c.py tests/test_connection_c.py \
+	tests/test_windows_wine.py tests/test_client_win32.py tests/test_workflow.py \
+	tests/test_release_workflow.py tests/test_dist.py tests/test_packaging.py \
+	tests/test_ci_parallel.py
+NOT_BUILD_INDEPENDENT := $(foreach t,$(BUILD_INDEPENDENT_TESTS),--ignore=$(t))
+
 # The floor: CPython 3.9 + Twisted 22.8.0 run the suite against the SAME abi3 wheel.
 # Skipped (with the reason) when no CPython 3.9 is on this machine.
 COMPAT_PYTHON ?= $(firstword $(wildcard /root/.pyenv/versions/3.9*/bin/python3.9) $(shell command -v python3.9 2>/dev/null))
@@ -106,8 +116,7 @@ test-compat-suite:
 	$(COMPAT_VENV)/bin/pip install -q --disable-pip-version-check -c ci/compat-constraints.txt \
 	  dist/*.whl pytest foolscap hypothesis 2>&1 | grep -v "Location" || true; \
 	$(COMPAT_VENV)/bin/python -I -c "import sys, twisted; print('compat run:', sys.version.split()[0], 'Twisted', twisted.__version__)"; \
-	$(COMPAT_VENV)/bin/pytest -q -p no:cacheprovider tests -m "not tahoe" \
-	  --deselect tests/test_packaging.py
+	$(COMPAT_VENV)/bin/pytest -q -p no:cacheprovider tests -m "not tahoe" $(NOT_BUILD_INDEPENDENT)
 
 clean:
 	rm -rf build dist *.egg-info $(VENV) $(COMPAT_VENV) tests/native/c/build docs/_build
