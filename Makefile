@@ -16,7 +16,7 @@ DEBIAN_PACKAGES += wrk
 DEBIAN_PACKAGES += systemd
 
 .PHONY: all demo test deps venv install lint pytest pytest-suite test-linux test-other
-.PHONY: clean test-compat test-compat-suite wheel
+.PHONY: clean test-compat test-compat-suite compat-venv wheel
 .PHONY: docs bench
 
 all: install
@@ -106,15 +106,22 @@ NOT_BUILD_INDEPENDENT := $(foreach t,$(BUILD_INDEPENDENT_TESTS),--ignore=$(t))
 # Skipped (with the reason) when no CPython 3.9 is on this machine.
 COMPAT_PYTHON ?= $(firstword $(wildcard /root/.pyenv/versions/3.9*/bin/python3.9) $(shell command -v python3.9 2>/dev/null))
 COMPAT_VENV := .venv-compat
-test-compat: wheel
+test-compat: wheel compat-venv
 	@$(MAKE) --no-print-directory test-compat-suite
 
-# The 3.9 run on the wheel in dist/ (no rebuild).
-test-compat-suite:
-	@if [ -z "$(COMPAT_PYTHON)" ]; then echo "SKIPPED test-compat: no CPython 3.9 on this machine"; exit 0; fi; \
+# The 3.9 venv with the wheel in dist/ and the pinned test dependencies (from the package
+# index: .ci/run makes it before the network namespace the suite runs in, ci/parallel.py).
+compat-venv:
+	@if [ -z "$(COMPAT_PYTHON)" ]; then exit 0; fi; \
+	if ! ls dist/*.whl >/dev/null 2>&1; then echo "compat-venv: no wheel in dist/: make wheel first"; exit 1; fi; \
 	set -e; rm -rf $(COMPAT_VENV); $(COMPAT_PYTHON) -m venv $(COMPAT_VENV); \
 	$(COMPAT_VENV)/bin/pip install -q --disable-pip-version-check -c ci/compat-constraints.txt \
-	  dist/*.whl pytest foolscap hypothesis 2>&1 | grep -v "Location" || true; \
+	  dist/*.whl pytest foolscap hypothesis 2>&1 | grep -v "Location" || true
+
+# The 3.9 run in that venv (no rebuild, no download).
+test-compat-suite:
+	@if [ -z "$(COMPAT_PYTHON)" ]; then echo "SKIPPED test-compat: no CPython 3.9 on this machine"; exit 0; fi; \
+	set -e; if [ ! -x $(COMPAT_VENV)/bin/pytest ]; then echo "test-compat-suite: no $(COMPAT_VENV) with pytest: make compat-venv first"; exit 1; fi; \
 	$(COMPAT_VENV)/bin/python -I -c "import sys, twisted; print('compat run:', sys.version.split()[0], 'Twisted', twisted.__version__)"; \
 	$(COMPAT_VENV)/bin/pytest -q -p no:cacheprovider tests -m "not tahoe" $(NOT_BUILD_INDEPENDENT)
 

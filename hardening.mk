@@ -36,7 +36,7 @@ STATIC_SRCS := ext/module.c $(CORE_SRCS) $(sort $(wildcard ext/*_none.c))
 PY_INCLUDE = $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_paths()['include'])")
 MINGW_CC ?= x86_64-w64-mingw32-gcc
 
-.PHONY: hardening test-static test-valgrind test-fuzz test-asan hardening-clean
+.PHONY: hardening test-static test-valgrind test-fuzz test-asan asan-venv hardening-clean
 
 # Added to `make test`'s Linux lane, after the pytest suite (see the Makefile).
 test-linux: test-static test-valgrind test-fuzz
@@ -141,8 +141,10 @@ test-fuzz: deps
 # report -- in pytest or in any subprocess a test starts -- is written under
 # $(HBUILD)/asan-logs and fails the target; UBSan halts on the first report.
 ASAN_CFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all -g -O1
-test-asan: deps
-	@start=$$(date +%s); set -e; \
+# Its venv with the test dependencies (from the package index; .ci/run makes it before
+# the network namespace test-asan runs in, see ci/parallel.py).
+asan-venv: deps
+	@set -e; \
 	if [ ! -x $(ASAN_VENV)/bin/pip ]; then \
 	  $(PYTHON) -m venv $(ASAN_VENV); \
 	  $(ASAN_VENV)/bin/pip install -q --upgrade pip setuptools wheel; \
@@ -150,7 +152,10 @@ test-asan: deps
 	if [ ! -f $(ASAN_VENV)/.created ] || [ pyproject.toml -nt $(ASAN_VENV)/.created ]; then \
 	  $(ASAN_VENV)/bin/pip install -q ".[test]"; \
 	  touch $(ASAN_VENV)/.created; \
-	fi; \
+	fi
+
+test-asan: deps asan-venv
+	@start=$$(date +%s); set -e; \
 	rm -rf $(HBUILD)/asan-src $(HBUILD)/asan-logs; mkdir -p $(HBUILD)/asan-src $(HBUILD)/asan-logs; \
 	cp -r ext twisted_patch twisted setup.py pyproject.toml README.md MANIFEST.in $(HBUILD)/asan-src/; \
 	find $(HBUILD)/asan-src -name '__pycache__' -prune -exec rm -rf {} +; \

@@ -4,6 +4,9 @@ Used by the Makefile (``make test`` runs its suites this way) and by .ci/run::
 
     python3 ci/parallel.py [--directory DIR] TARGET [TARGET ...]
 
+A namespace has no route off the host: what a target downloads must be fetched
+before, in the host's stack (make test's build steps; .ci/run's venvs).
+
 Each target runs as ``make --no-print-directory TARGET`` (in DIR, default the project's
 root) with its output in DIR/build/logs/TARGET.log; a log is printed whole, under a
 header, when its target ends, so that the output of two suites never interleaves.  The

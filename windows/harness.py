@@ -13,15 +13,17 @@ Debian packages:
 ``platform.win32_ver()``, pip does, crashes Wine 8 on the unimplemented
 ``propsys.dll.VariantToString``); a ``bcryptprimitives.dll`` (ProcessPrng, which Wine 8
 lacks and Rust-built wheels import) beside python.exe; pip bootstrapped from pip's
-wheel, under Wine.  Output: build/windows/cp3XX/.
+wheel, under Wine.  Output: build/windows/cp3XX/; and the Windows wheels of the test
+dependencies (``pip download --platform win_amd64 ...``) in build/windows/wheelhouse-cp3XX/,
+so that ``test`` needs no network.
 
 ``wheel``: ext/ cross-built with mingw-w64 as twisted_patch._native (.pyd, limited API
 3.9, linked against the embeddable's python3.dll), put into the dist-info and files of
 a Linux ``pip wheel`` of the project in place of its .so: a real
 ``twisted_patch-<version>-cp39-abi3-win_amd64.whl`` in build/windows/wheel/.
 
-``test``: a fresh copy of that CPython; our wheel and Windows wheels of the test
-dependencies (``pip download --platform win_amd64 ...``) installed into it with pip,
+``test``: a fresh copy of that CPython; our wheel and those Windows wheels of the test
+dependencies installed into it with pip (fetched here if ``python`` did not),
 under Wine; then the project's pytest suite on it.
 """
 
@@ -534,6 +536,9 @@ def main(argv: list[str]) -> int:
         raise SystemExit(f"make win-{args.what}: {reason}")
     if args.what == "python":
         make_python(args.version)
+        # The Windows wheels of the test dependencies too: `make test` runs the suite in a
+        # network namespace without a route to the package index (ci/parallel.py).
+        wheelhouse(args.version)
     elif args.what == "wheel":
         make_wheel()
     else:
