@@ -44,7 +44,7 @@ import textwrap
 import time
 import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,15 @@ from support.tahoe_grid import (  # noqa: E402
     set_config,
     stop_all,
 )
+
+from twisted_patch.cli.attacks import Outcome, run_attack, standard_attacks  # noqa: E402
+
+#: The IPv6 shadow of a port (bind [::1]:P and listen; a client of [::1]:P -- Foolscap
+#: dialing the log Tub's "localhost:P" may be one -- reaches the attacker), with
+#: SO_REUSEADDR so that a TIME_WAIT left on [::1]:P cannot pass for a refusal.  The one
+#: attack a plain listening socket loses under Wine (docs/windows.rst).
+(SHADOW,) = [replace(a, key=f"{a.key}+reuseaddr", options=tuple(sorted({*a.options, "reuseaddr"})))
+             for a in standard_attacks() if a.key == "v6-shadow"]
 
 #: Runs MODULE as ``python -m MODULE ARGS`` would, plus a thread that, when the file
 #: BASEDIR/sockopts.request appears, has the reactor thread write every listening port
@@ -153,6 +162,8 @@ class Run:
     reactor: str
     log_tub: int
     stdout: str
+    #: the IPv6 shadow (SHADOW) of the log Tub's port, tried while the node ran
+    shadow: Outcome
 
 
 @dataclass
@@ -215,6 +226,7 @@ def control(win: Windows) -> Run:
     seconds, log_tub = start(win.node, PLAIN)
     storage_furl = win.node.wait_for_file("private/storage.furl", bound=60).strip()
     found = sockopts(win.node)
+    shadow = run_attack(SHADOW, log_tub)
     stdout = win.node.stdout()
     win.node.stop()
     # The node finds its own storage server from now on (no introducer).
@@ -224,7 +236,7 @@ def control(win: Windows) -> Run:
     (win.node.basedir / "private" / "servers.yaml").write_text(
         f"storage:\n  {server_id}:\n    ann:\n      nickname: windows\n"
         f"      anonymous-storage-FURL: {storage_furl}\n")
-    win.control = Run(seconds, by_address(found), found["reactor"], log_tub, stdout)
+    win.control = Run(seconds, by_address(found), found["reactor"], log_tub, stdout, shadow)
     return win.control
 
 
@@ -233,8 +245,9 @@ def launched(win: Windows, control: Run) -> Iterator[Run]:
     """Run 2: ``python -m twisted_patch.tahoe run`` (the same node directory)."""
     seconds, log_tub = start(win.node, LAUNCHER)
     found = sockopts(win.node)
+    shadow = run_attack(SHADOW, log_tub)
     win.launched = Run(seconds, by_address(found), found["reactor"], log_tub,
-                       win.node.stdout())
+                       win.node.stdout(), shadow)
     yield win.launched
     win.node.stop()
 
@@ -279,6 +292,21 @@ def test_launcher_makes_every_listener_exclusive(request: pytest.FixtureRequest,
     logged = exclusive_listener_lines(launched.stdout)
     for port in (win.web, win.tub, launched.log_tub):
         assert any(re.search(rf":{port}$", line) for line in logged), (port, logged)
+
+
+def test_ipv6_shadow_of_the_log_tub(request: pytest.FixtureRequest, control: Run,
+                                    launched: Run) -> None:
+    """The attack, through both runs: another Windows Python process binds and listens on
+    [::1]:L beside the log Tub's port and waits for a client of [::1]:L.  Plain
+    ``tahoe run`` (0.0.0.0:L, no [::1] holder): HIJACKED, the attacker got the client.
+    The launcher (127.0.0.1:L and its [::1]:L guard, both exclusive): refused."""
+    say(request, f"IPv6 shadow of the log Tub: plain tahoe run: {control.shadow.text}; "
+                 f"python -m twisted_patch.tahoe run: {launched.shadow.text}")
+    if control.shadow.result == "n/a":
+        pytest.skip(control.shadow.text)
+    assert control.shadow.hijacked, control.shadow.text
+    assert control.shadow.detail.get("accepted"), control.shadow.detail
+    assert launched.shadow.result == "refused", launched.shadow.text
 
 
 def test_upload_and_download_through_the_hardened_web_port(request: pytest.FixtureRequest,
