@@ -309,6 +309,30 @@ def test_ipv6_shadow_of_the_log_tub(request: pytest.FixtureRequest, control: Run
     assert launched.shadow.result == "refused", launched.shadow.text
 
 
+def test_hardened_log_tub_serves_flogtool_for_the_node(request: pytest.FixtureRequest,
+                                                       win: Windows, launched: Run) -> None:
+    """What ``flogtool tail`` does first, from this (Windows Python) process: a Foolscap
+    Tub connects to the FURL in private/logport.furl -- the log Tub on the core's socket
+    -- and the log publisher answers ``get_pid`` with the node's pid.  (Foolscap checks
+    the Tub's TLS key against the FURL: only the node can answer.)"""
+    from conftest import wait_for
+    from foolscap.api import Tub
+    from twisted.internet import defer
+
+    furl = (win.node.basedir / "private" / "logport.furl").read_text().strip()
+    assert f":{launched.log_tub}/" in furl, furl
+    tub = Tub()
+    tub.startService()
+    try:
+        publisher = wait_for(tub.getReference(furl), timeout=60)
+        pid = wait_for(publisher.callRemote("get_pid"), timeout=60)
+    finally:
+        wait_for(defer.maybeDeferred(tub.stopService), timeout=60)
+    say(request, f"the log Tub ({furl.split('@')[1].split('/')[0]}) answered get_pid: {pid}; "
+                 f"the node is pid {win.node.pid}")
+    assert pid == win.node.pid
+
+
 def test_upload_and_download_through_the_hardened_web_port(request: pytest.FixtureRequest,
                                                            win: Windows,
                                                            launched: Run) -> None:
