@@ -27,9 +27,15 @@ What each listener is, is read *inside* the node process: the node runs under a 
 ``runpy`` wrapper (the same module, the same ``sys.argv`` as ``python -m``) whose thread,
 when the test asks, has the reactor list its listening ports with ``getsockopt``.
 Windows' own owner table cannot answer from outside under Wine (it says pid 0 for every
-socket: the Linux kernel holds them for the wineserver), and under Wine no attack on a
-listening socket succeeds at all, against our ports or plain ones (docs/windows.rst): so
-the control here is the socket option, not an attack.
+socket: the Linux kernel holds them for the wineserver); the log Tub itself names its
+process (Foolscap ``get_pid`` over ``logport.furl``, as ``flogtool`` connects).
+
+The attack: under Wine no attack on a *listening* socket succeeds at all, against our
+ports or plain ones (docs/windows.rst), so the specific-over-wildcard bind Microsoft's
+table allows against the plain log Tub on real Windows cannot be shown here.  The IPv6
+shadow can: another Windows Python process binds [::1]:L beside the log Tub and receives
+a client of [::1]:L under plain ``tahoe run``; under the launcher the [::1]:L guard
+refuses it.
 """
 
 from __future__ import annotations
