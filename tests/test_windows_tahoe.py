@@ -7,15 +7,18 @@ introducer), loopback only::
     web.port = xtcp:W:interface=127.0.0.1
     tub.port = xtcp:Q:interface=127.0.0.1
     tub.location = tcp:127.0.0.1:Q
+    [sftpd] port = tcp:S:interface=127.0.0.1   (plain Twisted string, unchanged in both runs)
 
 Started twice, each time as a Windows Python process of its own (stopped by pid):
 
 1. plain ``tahoe run`` -- the control.  Tahoe on Windows has no ``fcntl``, so its log
    Tub (``flogtool``'s port, ``private/logport.furl``) is ``tcp:L`` on 0.0.0.0 through
    Twisted's ``listenTCP`` (``allmydata/util/iputil.py``): a plain ``tcp.Port`` whose
-   socket has SO_EXCLUSIVEADDRUSE 0 -- a port another process can share.
+   socket has SO_EXCLUSIVEADDRUSE 0 -- a port another process can share; so is
+   [sftpd]port's ``tcp:`` string.
 2. ``python -m twisted_patch.tahoe run`` -- the product's launcher: the exclusive select
-   reactor, the web and tub ports as before, and the log Tub made by the core on
+   reactor (so [sftpd]port's unchanged ``tcp:`` string is exclusive through
+   ``listenTCP``), the web and tub ports as before, and the log Tub made by the core on
    127.0.0.1 (``harden_log_tub``: the select reactor provides ``IReactorSocket`` on
    Windows too, so Tahoe's allocate-a-port-then-``listenTCP`` is replaced as on POSIX)
    with its [::1] guard: every listener SO_EXCLUSIVEADDRUSE 1.  The node
@@ -33,9 +36,9 @@ process (Foolscap ``get_pid`` over ``logport.furl``, as ``flogtool`` connects).
 The attack: under Wine no attack on a *listening* socket succeeds at all, against our
 ports or plain ones (docs/windows.rst), so the specific-over-wildcard bind Microsoft's
 table allows against the plain log Tub on real Windows cannot be shown here.  The IPv6
-shadow can: another Windows Python process binds [::1]:L beside the log Tub and receives
-a client of [::1]:L under plain ``tahoe run``; under the launcher the [::1]:L guard
-refuses it.
+shadow can: another Windows Python process binds [::1]:P beside the log Tub (or
+[sftpd]port) and receives a client of [::1]:P under plain ``tahoe run``; under the
+launcher the [::1]:P guard refuses it.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ if importlib.util.find_spec("allmydata") is None:
 
 from support.tahoe_grid import (  # noqa: E402
     Node,
+    enable_sftpd,
     exclusive_listener_lines,
     free_port,
     logport,
@@ -122,10 +126,12 @@ WRAPPER = textwrap.dedent(r"""
 
     def watch():
         while True:
-            if os.path.exists(request):
-                os.remove(request)
-                sys.modules["twisted.internet.reactor"].callFromThread(dump)
             time.sleep(0.1)
+            try:
+                os.remove(request)
+            except OSError:  # not there (or, on Windows, still open): not yet
+                continue
+            sys.modules["twisted.internet.reactor"].callFromThread(dump)
 
     threading.Thread(target=watch, daemon=True).start()
     sys.argv = [module, *sys.argv[3:]]
@@ -144,7 +150,9 @@ def sockopts(node: Node, bound: float = 60.0) -> dict[str, Any]:
     """The node's listening ports and their socket options, read in the node."""
     answer = node.basedir / "sockopts.json"
     answer.unlink(missing_ok=True)
-    (node.basedir / "sockopts.request").write_text("")
+    request = node.basedir / "sockopts.request"
+    request.with_suffix(".tmp").write_text("")
+    request.with_suffix(".tmp").replace(request)
     deadline = time.monotonic() + bound
     while time.monotonic() < deadline:
         if answer.exists():
@@ -168,8 +176,9 @@ class Run:
     reactor: str
     log_tub: int
     stdout: str
-    #: the IPv6 shadow (SHADOW) of the log Tub's port, tried while the node ran
-    shadow: Outcome
+    #: the IPv6 shadow (SHADOW) of the log Tub's port and of [sftpd]port, tried while
+    #: the node ran: {"log Tub": ..., "[sftpd]port": ...}
+    shadows: dict[str, Outcome]
 
 
 @dataclass
@@ -178,6 +187,7 @@ class Windows:
     node: Node
     web: int
     tub: int
+    sftp: int
     control: Run | None = None
     launched: Run | None = None
     round_trip: tuple[int, float] | None = None
@@ -207,8 +217,8 @@ def start(node: Node, module: str) -> tuple[float, int]:
 def win() -> Iterator[Windows]:
     tmp = Path(tempfile.mkdtemp(prefix="twisted-patch-wintahoe-"))
     node = Node(tmp / "node", tmp)
-    web, tub = free_port(), free_port()
-    w = Windows(tmp, node, web, tub)
+    web, tub, sftp = free_port(), free_port(), free_port()
+    w = Windows(tmp, node, web, tub, sftp)
     try:
         create([
             "create-node", "--nickname=windows",
@@ -220,6 +230,8 @@ def win() -> Iterator[Windows]:
         assert f"web.port = xtcp:{web}:interface=127.0.0.1" in cfg, cfg
         assert f"tub.port = xtcp:{tub}:interface=127.0.0.1" in cfg, cfg
         set_config(node.cfg, "storage", {"reserved_space": "0"})
+        enable_sftpd(node)
+        set_config(node.cfg, "sftpd", {"port": f"tcp:{sftp}:interface=127.0.0.1"})
         yield w
     finally:
         stop_all([node])
@@ -232,7 +244,8 @@ def control(win: Windows) -> Run:
     seconds, log_tub = start(win.node, PLAIN)
     storage_furl = win.node.wait_for_file("private/storage.furl", bound=60).strip()
     found = sockopts(win.node)
-    shadow = run_attack(SHADOW, log_tub)
+    shadows = {"log Tub": run_attack(SHADOW, log_tub),
+               "[sftpd]port": run_attack(SHADOW, win.sftp)}
     stdout = win.node.stdout()
     win.node.stop()
     # The node finds its own storage server from now on (no introducer).
@@ -242,7 +255,7 @@ def control(win: Windows) -> Run:
     (win.node.basedir / "private" / "servers.yaml").write_text(
         f"storage:\n  {server_id}:\n    ann:\n      nickname: windows\n"
         f"      anonymous-storage-FURL: {storage_furl}\n")
-    win.control = Run(seconds, by_address(found), found["reactor"], log_tub, stdout, shadow)
+    win.control = Run(seconds, by_address(found), found["reactor"], log_tub, stdout, shadows)
     return win.control
 
 
@@ -251,24 +264,31 @@ def launched(win: Windows, control: Run) -> Iterator[Run]:
     """Run 2: ``python -m twisted_patch.tahoe run`` (the same node directory)."""
     seconds, log_tub = start(win.node, LAUNCHER)
     found = sockopts(win.node)
-    shadow = run_attack(SHADOW, log_tub)
+    shadows = {"log Tub": run_attack(SHADOW, log_tub),
+               "[sftpd]port": run_attack(SHADOW, win.sftp)}
     win.launched = Run(seconds, by_address(found), found["reactor"], log_tub,
-                       win.node.stdout(), shadow)
+                       win.node.stdout(), shadows)
     yield win.launched
     win.node.stop()
 
 
-def test_control_plain_tahoe_run_log_tub_is_not_exclusive(request: pytest.FixtureRequest,
-                                                           win: Windows, control: Run) -> None:
+def test_control_plain_tahoe_run_listen_tcp_is_not_exclusive(request: pytest.FixtureRequest,
+                                                              win: Windows,
+                                                              control: Run) -> None:
     """The control: plain ``tahoe run`` on Windows.  The xtcp strings already make the web
-    and tub ports exclusive (the endpoint plugin needs no reactor); the log Tub, which no
-    configuration reaches, is Twisted's plain ``tcp.Port`` on 0.0.0.0, SO_EXCLUSIVEADDRUSE
-    0: another process can bind its port (a shared-port cell of Microsoft's table)."""
+    and tub ports exclusive (the endpoint plugin needs no reactor); what goes through
+    ``listenTCP`` -- the log Tub, which no configuration reaches, on 0.0.0.0, and
+    ``[sftpd]port``'s plain ``tcp:`` string -- is Twisted's plain ``tcp.Port`` with
+    SO_EXCLUSIVEADDRUSE 0: another process can bind its port (a shared-port cell of
+    Microsoft's table)."""
     say(request, f"plain tahoe run on Windows ({control.seconds:.1f} s to listen), "
                  f"{control.reactor}:\n" + _table(control))
     seen = control.listeners
     assert seen[("127.0.0.1", win.web)]["exclusiveaddruse"] == 1, seen
     assert seen[("127.0.0.1", win.tub)]["exclusiveaddruse"] == 1, seen
+    sftp = seen[("127.0.0.1", win.sftp)]
+    assert sftp["class"] == "twisted.internet.tcp.Port", sftp
+    assert sftp["exclusiveaddruse"] == 0, sftp
     log_tub = seen[("0.0.0.0", control.log_tub)]
     assert log_tub["class"] == "twisted.internet.tcp.Port", log_tub
     assert log_tub["exclusiveaddruse"] == 0, log_tub
@@ -284,7 +304,8 @@ def test_launcher_makes_every_listener_exclusive(request: pytest.FixtureRequest,
                  f"listen), {launched.reactor}:\n" + _table(launched))
     assert launched.reactor.startswith("twisted_patch."), launched.reactor
     seen = launched.listeners
-    for address in [("127.0.0.1", win.web), ("127.0.0.1", win.tub)]:
+    # [sftpd]port's plain "tcp:" string, unchanged: listenTCP of the exclusive reactor
+    for address in [("127.0.0.1", win.web), ("127.0.0.1", win.tub), ("127.0.0.1", win.sftp)]:
         assert address in seen, (address, seen)
     # Made by the core on 127.0.0.1 (harden_log_tub), [::1] guarded; no more 0.0.0.0.
     assert ("127.0.0.1", launched.log_tub) in seen, (launched.log_tub, seen)
@@ -296,23 +317,26 @@ def test_launcher_makes_every_listener_exclusive(request: pytest.FixtureRequest,
         assert (row["exclusiveaddruse"], row["reuseaddr"]) == (1, 0), row
         assert row["class"].startswith("twisted_patch."), row
     logged = exclusive_listener_lines(launched.stdout)
-    for port in (win.web, win.tub, launched.log_tub):
+    for port in (win.web, win.tub, win.sftp, launched.log_tub):
         assert any(re.search(rf":{port}$", line) for line in logged), (port, logged)
 
 
-def test_ipv6_shadow_of_the_log_tub(request: pytest.FixtureRequest, control: Run,
-                                    launched: Run) -> None:
+@pytest.mark.parametrize("target", ["log Tub", "[sftpd]port"])
+def test_ipv6_shadow(request: pytest.FixtureRequest, control: Run, launched: Run,
+                     target: str) -> None:
     """The attack, through both runs: another Windows Python process binds and listens on
-    [::1]:L beside the log Tub's port and waits for a client of [::1]:L.  Plain
-    ``tahoe run`` (0.0.0.0:L, no [::1] holder): HIJACKED, the attacker got the client.
-    The launcher (127.0.0.1:L and its [::1]:L guard, both exclusive): refused."""
-    say(request, f"IPv6 shadow of the log Tub: plain tahoe run: {control.shadow.text}; "
-                 f"python -m twisted_patch.tahoe run: {launched.shadow.text}")
-    if control.shadow.result == "n/a":
-        pytest.skip(control.shadow.text)
-    assert control.shadow.hijacked, control.shadow.text
-    assert control.shadow.detail.get("accepted"), control.shadow.detail
-    assert launched.shadow.result == "refused", launched.shadow.text
+    [::1]:P beside the log Tub's port (or [sftpd]port's ``tcp:`` string, the same in both
+    runs) and waits for a client of [::1]:P.  Plain ``tahoe run`` (no [::1] holder):
+    HIJACKED, the attacker got the client.  The launcher (127.0.0.1:P and its [::1]:P
+    guard, both exclusive): refused."""
+    plain, ours = control.shadows[target], launched.shadows[target]
+    say(request, f"IPv6 shadow of the {target}: plain tahoe run: {plain.text}; "
+                 f"python -m twisted_patch.tahoe run: {ours.text}")
+    if plain.result == "n/a":
+        pytest.skip(plain.text)
+    assert plain.hijacked, plain.text
+    assert plain.detail.get("accepted"), plain.detail
+    assert ours.result == "refused", ours.text
 
 
 def test_hardened_log_tub_serves_flogtool_for_the_node(request: pytest.FixtureRequest,
