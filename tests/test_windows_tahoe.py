@@ -79,6 +79,7 @@ from support.tahoe_grid import (  # noqa: E402
     enable_sftpd,
     exclusive_listener_lines,
     free_port,
+    has_ipv6,
     logport,
     node_env,
     remove_tree,
@@ -284,6 +285,11 @@ def test_control_plain_tahoe_run_listen_tcp_is_not_exclusive(request: pytest.Fix
     say(request, f"plain tahoe run on Windows ({control.seconds:.1f} s to listen), "
                  f"{control.reactor}:\n" + _table(control))
     seen = control.listeners
+    expected = {("127.0.0.1", win.web), ("127.0.0.1", win.tub), ("127.0.0.1", win.sftp),
+                ("0.0.0.0", control.log_tub)}
+    if has_ipv6():  # the xtcp ports' guards
+        expected |= {("::1", win.web), ("::1", win.tub)}
+    assert set(seen) == expected, (sorted(seen), sorted(expected))
     assert seen[("127.0.0.1", win.web)]["exclusiveaddruse"] == 1, seen
     assert seen[("127.0.0.1", win.tub)]["exclusiveaddruse"] == 1, seen
     sftp = seen[("127.0.0.1", win.sftp)]
@@ -304,13 +310,14 @@ def test_launcher_makes_every_listener_exclusive(request: pytest.FixtureRequest,
                  f"listen), {launched.reactor}:\n" + _table(launched))
     assert launched.reactor.startswith("twisted_patch."), launched.reactor
     seen = launched.listeners
-    # [sftpd]port's plain "tcp:" string, unchanged: listenTCP of the exclusive reactor
-    for address in [("127.0.0.1", win.web), ("127.0.0.1", win.tub), ("127.0.0.1", win.sftp)]:
-        assert address in seen, (address, seen)
-    # Made by the core on 127.0.0.1 (harden_log_tub), [::1] guarded; no more 0.0.0.0.
-    assert ("127.0.0.1", launched.log_tub) in seen, (launched.log_tub, seen)
-    assert ("::1", launched.log_tub) in seen, (launched.log_tub, seen)
-    assert not [a for a in seen if a[0] == "0.0.0.0"], seen
+    # [sftpd]port's plain "tcp:" string, unchanged: listenTCP of the exclusive reactor;
+    # the log Tub made by the core on 127.0.0.1 (harden_log_tub), no more 0.0.0.0; each
+    # with its [::1] guard (serving) where the host has IPv6.
+    ports = (win.web, win.tub, win.sftp, launched.log_tub)
+    expected = {("127.0.0.1", p) for p in ports}
+    if has_ipv6():
+        expected |= {("::1", p) for p in ports}
+    assert set(seen) == expected, (sorted(seen), sorted(expected))
     assert (f"twisted-patch: Tahoe's log Tub on 127.0.0.1:{launched.log_tub} (socket made "
             f"by the core)") in launched.stdout, launched.stdout
     for row in seen.values():
