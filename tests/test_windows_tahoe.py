@@ -191,7 +191,6 @@ class Windows:
     sftp: int
     control: Run | None = None
     launched: Run | None = None
-    round_trip: tuple[int, float] | None = None
 
 
 def create(args: list[str], home: Path) -> None:
