@@ -21,8 +21,11 @@ with two changes made before Tahoe imports anything of Twisted's reactor:
    ephemeral port bound to **0.0.0.0** by a plain socket that Tahoe binds
    itself and hands to Twisted with ``adoptStreamPort``
    (``allmydata/util/iputil.py``, ``_foolscapEndpointForPortNumber``): no
-   ``listenTCP``, so no reactor reaches it.  Here that socket is made by the
-   core, on **127.0.0.1** -- Tahoe itself publishes it as ``localhost`` only.
+   ``listenTCP``, so no reactor reaches it.  On Windows (no ``fcntl``) Tahoe
+   instead picks a free port number, closes it and later listens on
+   ``tcp:PORT`` (0.0.0.0) with ``listenTCP`` (Tahoe ticket 2787's race).  Either
+   way, here that socket is made by the core, on **127.0.0.1** -- Tahoe itself
+   publishes it as ``localhost`` only.
 
 Everything else is Tahoe's own code path.
 """
@@ -101,10 +104,13 @@ def harden_log_tub() -> bool:
     one call Tahoe makes with ``portnum=None`` (the log Tub): the socket is made
     by the core and started through the exclusive port's sequence
     (:meth:`~twisted_patch.port.listening.ExclusiveListening.adopt`: the [::1]
-    guard, the owner check, the self-probe).  On platforms without
-    ``adoptStreamPort`` (Windows) nothing is changed and False is returned: there
-    Tahoe listens on ``tcp:PORT`` (0.0.0.0) with ``listenTCP``, which the
-    exclusive reactor of ``python -m twisted_patch.tahoe`` makes exclusive.
+    guard, the owner check, the self-probe).  That needs no ``fcntl``, so it is
+    the same on Windows, whose select reactor provides ``IReactorSocket`` too
+    (``socket.fromfd`` exists there) and where Tahoe would otherwise listen on
+    ``tcp:PORT`` (0.0.0.0) with ``listenTCP`` (tests/test_windows_tahoe.py).  With
+    a reactor that does not provide ``IReactorSocket`` nothing is changed and
+    False is returned: Tahoe then listens with ``listenTCP``, which the exclusive
+    reactor of ``python -m twisted_patch.tahoe`` makes exclusive.
     """
     from twisted.internet import reactor
     from twisted.internet.interfaces import IReactorSocket

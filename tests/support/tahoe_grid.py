@@ -275,7 +275,9 @@ class Node:
         while time.monotonic() < deadline:
             last = self.status().get("servers")
             if last and any(
-                str(s.get("connection_status", "")).startswith("connected") for s in last
+                # Tahoe 1.20 says "Connected to tcp:HOST:PORT via tcp"
+                str(s.get("connection_status", "")).lower().startswith("connected")
+                for s in last
             ):
                 return
             time.sleep(0.1)
