@@ -147,30 +147,8 @@ def test_the_stopped_address_stays_ours(shape: str) -> None:
             freed = (host1, host2)[stopped]
             with pytest.raises(RuntimeError, match="could not take"):
                 at.Holder(freed, port, listen=False, reuseaddr=True).stop()
-            family = socket.AF_INET6 if ":" in freed else socket.AF_INET
-            target = "127.0.0.1" if family == socket.AF_INET else "::1"
-            c = socket.socket(family, socket.SOCK_STREAM)
-            c.settimeout(SAFETY)
-            try:
-                c.setblocking(False)
-                c.connect_ex((target, port))
-                deadline = time.monotonic() + SAFETY
-                data = b""
-                refused = False
-                while time.monotonic() < deadline:
-                    _reactor().iterate(0.001)
-                    try:
-                        chunk = c.recv(100)
-                    except BlockingIOError:
-                        continue
-                    except ConnectionRefusedError:
-                        refused = True
-                        break
-                    if not chunk:
-                        break
-                    data += chunk
-            finally:
-                c.close()
+            target = "::1" if ":" in freed else "127.0.0.1"
+            data, refused = _connect_outcome(target, port)
             if shape == "loopback":
                 assert data == b"server", f"{target}:{port} after the stop: {data!r}"
             else:
