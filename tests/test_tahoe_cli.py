@@ -13,7 +13,6 @@ same impostor sends it the request (the test can fail).
 
 from __future__ import annotations
 
-import importlib.util
 import signal
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.tahoe_grid import require_tahoe
 
 pytestmark = [
     pytest.mark.tahoe,
@@ -30,9 +30,7 @@ pytestmark = [
                        reason="the grid helpers read /proc (Linux)"),
 ]
 
-if importlib.util.find_spec("allmydata") is None:
-    pytest.skip("tahoe-lafs is not installed: pip install '.[tahoe]' (make test does)",
-                allow_module_level=True)
+require_tahoe()
 
 from support.servers import LoggingServer  # noqa: E402
 from support.tahoe_grid import (  # noqa: E402
