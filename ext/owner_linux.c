@@ -986,22 +986,13 @@ int xb_owner_connection(const xb_addr *client, const xb_addr *server, long pid, 
                         xb_connection *out, xb_error *err)
 {
     unsigned char craw[16], sraw[16];
-    int cfamily, sfamily, cport, sport;
-    unsigned long cscope, sscope;
+    int family, cport, sport;
+    unsigned long scope;
 
-    if (out == NULL)
-        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "no output");
-    xb_connection_init(out);
-    if (client == NULL || server == NULL ||
-        xb_addr_split(client, &cfamily, craw, &cport, &cscope) != 0 ||
-        xb_addr_split(server, &sfamily, sraw, &sport, &sscope) != 0)
-        return xb_fail(err, XB_STAGE_OWNER, EAFNOSUPPORT, "not an IPv4 or IPv6 address");
-    if (cfamily != sfamily)
-        return xb_fail(err, XB_STAGE_OWNER, EINVAL,
-                       "the two ends of a connection are of different families");
-    if (cport < 1 || sport < 1)
-        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "port 0: the socket is not connected");
-    if (conn_diag_one(cfamily, craw, cport, sraw, sport, sscope ? sscope : cscope, out, err) != 0)
+    if (xb_connection_ends(client, server, out, &family, craw, &cport, sraw, &sport, &scope,
+                           err) != 0)
+        return -1;
+    if (conn_diag_one(family, craw, cport, sraw, sport, scope, out, err) != 0)
         return -1;
     if (out->state != XB_CONN_NONE && out->server.inode != 0 &&
         (flags & XB_OWNER_NO_PROCESSES) == 0 && conn_holders(pid, &out->server, err) != 0) {

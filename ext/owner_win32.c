@@ -337,8 +337,8 @@ int xb_owner_connection(const xb_addr *client, const xb_addr *server, long pid, 
 {
     static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     unsigned char craw[16], sraw[16], cmap[16], smap[16];
-    int cfamily, sfamily, cport, sport, found = 0, rc = -1;
-    unsigned long cscope, sscope;
+    int cfamily, cport, sport, found = 0, rc = -1;
+    unsigned long scope;
     MIB_TCPTABLE_OWNER_PID *t4 = NULL;
     MIB_TCP6TABLE_OWNER_PID *t6 = NULL;
     void *raw = NULL;
@@ -346,20 +346,10 @@ int xb_owner_connection(const xb_addr *client, const xb_addr *server, long pid, 
 
     (void)pid;   /* the owning pid comes with the row */
     (void)flags; /* XB_OWNER_NO_PROCESSES: nothing to skip */
-    if (out == NULL)
-        return xb_fail(err, XB_STAGE_OWNER, (int)ERROR_INVALID_PARAMETER, "no output");
-    xb_connection_init(out);
-    if (client == NULL || server == NULL ||
-        xb_addr_split(client, &cfamily, craw, &cport, &cscope) != 0 ||
-        xb_addr_split(server, &sfamily, sraw, &sport, &sscope) != 0)
-        return xb_fail(err, XB_STAGE_OWNER, (int)ERROR_INVALID_PARAMETER,
-                       "not an IPv4 or IPv6 address");
-    if (cfamily != sfamily)
-        return xb_fail(err, XB_STAGE_OWNER, (int)ERROR_INVALID_PARAMETER,
-                       "the two ends of a connection are of different families");
-    if (cport < 1 || sport < 1)
-        return xb_fail(err, XB_STAGE_OWNER, (int)ERROR_INVALID_PARAMETER,
-                       "port 0: the socket is not connected");
+    if (xb_connection_ends(client, server, out, &cfamily, craw, &cport, sraw, &sport, &scope,
+                           err) != 0)
+        return -1;
+    (void)scope; /* the tables have no scope */
 
     if (cfamily == AF_INET) {
         if (conn_table(AF_INET, &raw, err) != 0)
