@@ -187,6 +187,7 @@ class Holder:
         spec = {"hosts": [host], "port": port, "listen": listen, "then": "hold",
                 "options": ["reuseaddr"] if reuseaddr else [],
                 "v6only": None if v6only is None else bool(v6only), "forks": forks}
+        self.host, self.port = host, port
         self.children: list[int] = []
         self._child = AttackerProcess(spec, uid=uid)
         self.proc = self._child.proc
