@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import wait_for
 from support import attackers as at
 from twisted.internet import defer, protocol
 from twisted.internet.endpoints import serverFromString
@@ -51,17 +52,7 @@ def _reactor() -> Any:
 
 
 def wait(d: defer.Deferred[Any]) -> Any:
-    box: list[Any] = []
-    d.addBoth(box.append)
-    deadline = time.monotonic() + SAFETY
-    r = _reactor()
-    while not box:
-        if time.monotonic() > deadline:
-            raise TimeoutError("Deferred did not fire")
-        r.iterate(0)
-    if hasattr(box[0], "raiseException"):
-        box[0].raiseException()
-    return box[0]
+    return wait_for(d, SAFETY)
 
 
 class _Hello(protocol.Protocol):
