@@ -3,6 +3,7 @@
  */
 #include "xbind.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,4 +91,35 @@ void xb_connection_init(xb_connection *out)
     out->os_state = -1;
     out->server.uid = -1;
     out->server.v6only = -1;
+}
+
+#ifdef _WIN32
+#  define XB_CONN_EINVAL ((int)ERROR_INVALID_PARAMETER)
+#  define XB_CONN_EAFNOSUPPORT ((int)ERROR_INVALID_PARAMETER)
+#else
+#  define XB_CONN_EINVAL EINVAL
+#  define XB_CONN_EAFNOSUPPORT EAFNOSUPPORT
+#endif
+
+int xb_connection_ends(const xb_addr *client, const xb_addr *server, xb_connection *out,
+                       int *family, unsigned char craw[16], int *cport, unsigned char sraw[16],
+                       int *sport, unsigned long *scope, xb_error *err)
+{
+    int sfamily;
+    unsigned long cscope, sscope;
+
+    if (out == NULL)
+        return xb_fail(err, XB_STAGE_OWNER, XB_CONN_EINVAL, "no output");
+    xb_connection_init(out);
+    if (client == NULL || server == NULL ||
+        xb_addr_split(client, family, craw, cport, &cscope) != 0 ||
+        xb_addr_split(server, &sfamily, sraw, sport, &sscope) != 0)
+        return xb_fail(err, XB_STAGE_OWNER, XB_CONN_EAFNOSUPPORT, "not an IPv4 or IPv6 address");
+    if (*family != sfamily)
+        return xb_fail(err, XB_STAGE_OWNER, XB_CONN_EINVAL,
+                       "the two ends of a connection are of different families");
+    if (*cport < 1 || *sport < 1)
+        return xb_fail(err, XB_STAGE_OWNER, XB_CONN_EINVAL, "port 0: the socket is not connected");
+    *scope = sscope ? sscope : cscope;
+    return 0;
 }

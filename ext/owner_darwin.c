@@ -334,23 +334,14 @@ int xb_owner_connection(const xb_addr *client, const xb_addr *server, long pid, 
                         xb_connection *out, xb_error *err)
 {
     unsigned char craw[16], sraw[16];
-    int cfamily, sfamily, cport, sport, count = 0, i, r;
-    unsigned long cscope, sscope;
+    int cfamily, cport, sport, count = 0, i, r;
+    unsigned long scope;
     pid_t *pids = NULL;
 
     (void)flags;
-    if (out == NULL)
-        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "no output");
-    xb_connection_init(out);
-    if (client == NULL || server == NULL ||
-        xb_addr_split(client, &cfamily, craw, &cport, &cscope) != 0 ||
-        xb_addr_split(server, &sfamily, sraw, &sport, &sscope) != 0)
-        return xb_fail(err, XB_STAGE_OWNER, EAFNOSUPPORT, "not an IPv4 or IPv6 address");
-    if (cfamily != sfamily)
-        return xb_fail(err, XB_STAGE_OWNER, EINVAL,
-                       "the two ends of a connection are of different families");
-    if (cport < 1 || sport < 1)
-        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "port 0: the socket is not connected");
+    if (xb_connection_ends(client, server, out, &cfamily, craw, &cport, sraw, &sport, &scope,
+                           err) != 0)
+        return -1;
     if (pid > 0) {
         r = conn_scan((pid_t)pid, cfamily, craw, cport, sraw, sport, out, err);
         if (r != 0)

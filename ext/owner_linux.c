@@ -174,54 +174,49 @@ int xb_owner_parse_diag(const void *buf, size_t len, unsigned int seq, int port,
     return parse_diag(buf, len, seq, port, XB_TCP_LISTEN, out, err);
 }
 
-/* --- the netlink request ------------------------------------------------ */
+/* --- the netlink exchange ------------------------------------------------ */
 
-/* Dump the sockets of `family` on `port` in `state` into *out. */
-static int diag_dump(int family, int port, int state, unsigned int seq, unsigned char *buf,
-                     xb_listeners *out, xb_error *err)
+/* What one datagram from the kernel (buf, len bytes) meant to the caller of
+ * diag_exchange(): -1 failed (err set), 0 wait for more, 1 the answer is complete. */
+typedef int (*diag_reply_fn)(const unsigned char *buf, size_t len, void *ctx, xb_error *err);
+
+/* Send one SOCK_DIAG_BY_FAMILY request on a new NETLINK_SOCK_DIAG socket: `r`,
+ * NLM_F_REQUEST | `nl_flags`, and, if nbc > 0, the nbc (at most 4) bytecode ops
+ * `bc` as INET_DIAG_REQ_BYTECODE.  Then hand every datagram from the kernel
+ * (received into buf, buflen bytes) to `reply` until it says done. */
+static int diag_exchange(unsigned short nl_flags, unsigned int seq,
+                         const struct inet_diag_req_v2 *r, const struct inet_diag_bc_op *bc,
+                         size_t nbc, unsigned char *buf, size_t buflen, diag_reply_fn reply,
+                         void *ctx, xb_error *err)
 {
-    /* nlmsghdr | inet_diag_req_v2 | nlattr | 4 bytecode ops */
+    /* nlmsghdr | inet_diag_req_v2 [| nlattr | bytecode ops] */
     unsigned char req[NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(struct inet_diag_req_v2)) + NLA_HDRLEN +
                       4 * sizeof(struct inet_diag_bc_op)];
+    size_t reqlen = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(*r));
     struct nlmsghdr h;
-    struct inet_diag_req_v2 r;
-    struct nlattr a;
-    struct inet_diag_bc_op bc[4];
     struct sockaddr_nl kernel;
     int fd, rc = -1, done = 0;
 
+    if (nbc > 4)
+        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "sock_diag request: too much bytecode");
+    if (nbc > 0)
+        reqlen += NLA_HDRLEN + nbc * sizeof(*bc);
     memset(req, 0, sizeof(req));
     memset(&h, 0, sizeof(h));
-    h.nlmsg_len = (unsigned int)sizeof(req);
+    h.nlmsg_len = (unsigned int)reqlen;
     h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-    h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    h.nlmsg_flags = (unsigned short)(NLM_F_REQUEST | nl_flags);
     h.nlmsg_seq = seq;
-    memset(&r, 0, sizeof(r));
-    r.sdiag_family = (unsigned char)family;
-    r.sdiag_protocol = IPPROTO_TCP;
-    r.idiag_states = 1u << state;
-    memset(&a, 0, sizeof(a));
-    a.nla_len = (unsigned short)(NLA_HDRLEN + sizeof(bc));
-    a.nla_type = INET_DIAG_REQ_BYTECODE;
-    /* sport >= port AND sport <= port.  Each comparison is an op followed by
-     * an op whose `no` holds the port; `no` of a comparison jumps to "reject"
-     * (one op past the end), `yes` goes on to the next comparison. */
-    bc[0].code = INET_DIAG_BC_S_GE;
-    bc[0].yes = (unsigned char)(2 * sizeof(struct inet_diag_bc_op));
-    bc[0].no = (unsigned short)(4 * sizeof(struct inet_diag_bc_op) + 4);
-    bc[1].code = INET_DIAG_BC_NOP;
-    bc[1].yes = 0;
-    bc[1].no = (unsigned short)port;
-    bc[2].code = INET_DIAG_BC_S_LE;
-    bc[2].yes = (unsigned char)(2 * sizeof(struct inet_diag_bc_op));
-    bc[2].no = (unsigned short)(2 * sizeof(struct inet_diag_bc_op) + 4);
-    bc[3].code = INET_DIAG_BC_NOP;
-    bc[3].yes = 0;
-    bc[3].no = (unsigned short)port;
     memcpy(req, &h, sizeof(h));
-    memcpy(req + NLMSG_HDRLEN, &r, sizeof(r));
-    memcpy(req + NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(r)), &a, sizeof(a));
-    memcpy(req + NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(r)) + NLA_HDRLEN, bc, sizeof(bc));
+    memcpy(req + NLMSG_HDRLEN, r, sizeof(*r));
+    if (nbc > 0) {
+        struct nlattr a;
+        memset(&a, 0, sizeof(a));
+        a.nla_len = (unsigned short)(NLA_HDRLEN + nbc * sizeof(*bc));
+        a.nla_type = INET_DIAG_REQ_BYTECODE;
+        memcpy(req + NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(*r)), &a, sizeof(a));
+        memcpy(req + NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(*r)) + NLA_HDRLEN, bc, nbc * sizeof(*bc));
+    }
 
     fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
     if (fd < 0)
@@ -230,7 +225,7 @@ static int diag_dump(int family, int port, int state, unsigned int seq, unsigned
     memset(&kernel, 0, sizeof(kernel));
     kernel.nl_family = AF_NETLINK;
     for (;;) {
-        ssize_t n = sendto(fd, req, sizeof(req), 0, (struct sockaddr *)&kernel,
+        ssize_t n = sendto(fd, req, reqlen, 0, (struct sockaddr *)&kernel,
                            (socklen_t)sizeof(kernel));
         if (n < 0 && errno == EINTR)
             continue;
@@ -238,7 +233,7 @@ static int diag_dump(int family, int port, int state, unsigned int seq, unsigned
             xb_fail(err, XB_STAGE_OWNER, errno, "sendto(NETLINK_SOCK_DIAG)");
             goto out;
         }
-        if ((size_t)n != sizeof(req)) {
+        if ((size_t)n != reqlen) {
             xb_fail(err, XB_STAGE_OWNER, EIO, "sendto(NETLINK_SOCK_DIAG): short write");
             goto out;
         }
@@ -255,7 +250,7 @@ static int diag_dump(int family, int port, int state, unsigned int seq, unsigned
         memset(&from, 0, sizeof(from));
         memset(&mh, 0, sizeof(mh));
         iov.iov_base = buf;
-        iov.iov_len = XB_DIAG_BUFSIZE;
+        iov.iov_len = buflen;
         mh.msg_name = &from;
         mh.msg_namelen = (socklen_t)sizeof(from);
         mh.msg_iov = &iov;
@@ -268,7 +263,8 @@ static int diag_dump(int family, int port, int state, unsigned int seq, unsigned
             goto out;
         }
         if (n == 0) {
-            xb_fail(err, XB_STAGE_OWNER, EBADMSG, "recvmsg(NETLINK_SOCK_DIAG): end of stream before NLMSG_DONE");
+            xb_fail(err, XB_STAGE_OWNER, EBADMSG,
+                    "recvmsg(NETLINK_SOCK_DIAG): end of stream before the whole answer");
             goto out;
         }
         if (mh.msg_flags & MSG_TRUNC) {
@@ -277,7 +273,7 @@ static int diag_dump(int family, int port, int state, unsigned int seq, unsigned
         }
         if (mh.msg_namelen < sizeof(from) || from.nl_family != AF_NETLINK || from.nl_pid != 0)
             continue; /* not from the kernel */
-        prc = parse_diag(buf, (size_t)n, seq, port, state, out, err);
+        prc = reply(buf, (size_t)n, ctx, err);
         if (prc < 0)
             goto out;
         done = prc;
@@ -288,6 +284,54 @@ out:
     if (close(fd) != 0 && rc == 0)
         rc = xb_fail(err, XB_STAGE_OWNER, errno, "close(NETLINK_SOCK_DIAG)");
     return rc;
+}
+
+/* --- the dump request --------------------------------------------------- */
+
+struct dump_ctx {
+    unsigned int seq;
+    int port, state;
+    xb_listeners *out;
+};
+
+static int dump_reply(const unsigned char *buf, size_t len, void *ctx, xb_error *err)
+{
+    const struct dump_ctx *c = (const struct dump_ctx *)ctx;
+    return parse_diag(buf, len, c->seq, c->port, c->state, c->out, err);
+}
+
+/* Dump the sockets of `family` on `port` in `state` into *out. */
+static int diag_dump(int family, int port, int state, unsigned int seq, unsigned char *buf,
+                     xb_listeners *out, xb_error *err)
+{
+    struct inet_diag_req_v2 r;
+    struct inet_diag_bc_op bc[4];
+    struct dump_ctx ctx;
+
+    memset(&r, 0, sizeof(r));
+    r.sdiag_family = (unsigned char)family;
+    r.sdiag_protocol = IPPROTO_TCP;
+    r.idiag_states = 1u << state;
+    /* sport >= port AND sport <= port.  Each comparison is an op followed by
+     * an op whose `no` holds the port; `no` of a comparison jumps to "reject"
+     * (one op past the end), `yes` goes on to the next comparison. */
+    bc[0].code = INET_DIAG_BC_S_GE;
+    bc[0].yes = (unsigned char)(2 * sizeof(struct inet_diag_bc_op));
+    bc[0].no = (unsigned short)(4 * sizeof(struct inet_diag_bc_op) + 4);
+    bc[1].code = INET_DIAG_BC_NOP;
+    bc[1].yes = 0;
+    bc[1].no = (unsigned short)port;
+    bc[2].code = INET_DIAG_BC_S_LE;
+    bc[2].yes = (unsigned char)(2 * sizeof(struct inet_diag_bc_op));
+    bc[2].no = (unsigned short)(2 * sizeof(struct inet_diag_bc_op) + 4);
+    bc[3].code = INET_DIAG_BC_NOP;
+    bc[3].yes = 0;
+    bc[3].no = (unsigned short)port;
+    ctx.seq = seq;
+    ctx.port = port;
+    ctx.state = state;
+    ctx.out = out;
+    return diag_exchange(NLM_F_DUMP, seq, &r, bc, 4, buf, XB_DIAG_BUFSIZE, dump_reply, &ctx, err);
 }
 
 /* --- inode -> processes ------------------------------------------------- */
@@ -736,25 +780,81 @@ static int conn_same_addr(int rfamily, const unsigned char *reply, int family,
     return 0;
 }
 
+struct conn_ctx {
+    unsigned int seq;
+    int family, cport, sport;
+    const unsigned char *craw, *sraw;
+    xb_connection *out;
+};
+
+/* The answer to conn_diag_one's request: one message (NLMSG_ERROR -ENOENT: no such socket). */
+static int conn_reply(const unsigned char *buf, size_t len, void *ctx, xb_error *err)
+{
+    const struct conn_ctx *c = (const struct conn_ctx *)ctx;
+    xb_connection *out = c->out;
+    struct nlmsghdr m;
+
+    if (len < NLMSG_HDRLEN)
+        return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: short message");
+    memcpy(&m, buf, sizeof(m));
+    if (m.nlmsg_len < NLMSG_HDRLEN || m.nlmsg_len > len)
+        return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: bad netlink message length");
+    if (m.nlmsg_seq != c->seq)
+        return 0; /* not the answer to this request */
+    if (m.nlmsg_type == NLMSG_ERROR) {
+        struct nlmsgerr e;
+        if (m.nlmsg_len < NLMSG_HDRLEN + sizeof(e))
+            return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: short error message");
+        memcpy(&e, buf + NLMSG_HDRLEN, sizeof(e));
+        if (e.error == -ENOENT)
+            return 1; /* no such socket: state stays XB_CONN_NONE */
+        if (e.error < 0 && e.error > -4096)
+            return xb_fail(err, XB_STAGE_OWNER, -e.error, "NETLINK_SOCK_DIAG request");
+        return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: unexpected acknowledgement");
+    }
+    if (m.nlmsg_type == SOCK_DIAG_BY_FAMILY) {
+        struct inet_diag_msg d;
+        int rfamily;
+
+        if (m.nlmsg_len < NLMSG_HDRLEN + sizeof(d))
+            return xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: short inet_diag_msg");
+        memcpy(&d, buf + NLMSG_HDRLEN, sizeof(d));
+        rfamily = d.idiag_family;
+        if ((rfamily != AF_INET && rfamily != AF_INET6) ||
+            ntohs(d.id.idiag_sport) != c->sport || ntohs(d.id.idiag_dport) != c->cport ||
+            !conn_same_addr(rfamily, (const unsigned char *)d.id.idiag_src, c->family, c->sraw) ||
+            !conn_same_addr(rfamily, (const unsigned char *)d.id.idiag_dst, c->family, c->craw))
+            return 1; /* the listener (or anything not this 4-tuple): nobody has it */
+        out->os_state = d.idiag_state;
+        out->state = conn_state(d.idiag_state);
+        if (out->state == XB_CONN_NONE)
+            return 1;
+        out->server.family = rfamily;
+        out->server.port = c->sport;
+        out->server.uid = (long long)d.idiag_uid;
+        out->server.inode = (unsigned long long)d.idiag_inode;
+        if (out->state == XB_CONN_SYN_RECEIVED) {
+            /* a request socket: the kernel reports uid 0 and no inode for it */
+            out->server.uid = -1;
+            out->server.inode = 0;
+        }
+        if (inet_ntop(rfamily, d.id.idiag_src, out->server.host,
+                      (socklen_t)sizeof(out->server.host)) == NULL)
+            return xb_fail(err, XB_STAGE_OWNER, errno, "inet_ntop");
+        return 1;
+    }
+    return 0; /* anything else (NLMSG_NOOP, ...): wait for the answer */
+}
+
 static int conn_diag_one(int family, const unsigned char *craw, int cport,
                          const unsigned char *sraw, int sport, unsigned long scope,
                          xb_connection *out, xb_error *err)
 {
-    unsigned char req[NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(struct inet_diag_req_v2))];
     unsigned char buf[16384];
-    struct nlmsghdr h;
     struct inet_diag_req_v2 r;
-    struct sockaddr_nl kernel;
-    const unsigned int seq = 0x74700011u;
+    struct conn_ctx ctx;
     size_t alen = family == AF_INET ? 4 : 16;
-    int fd, rc = -1, done = 0;
 
-    memset(req, 0, sizeof(req));
-    memset(&h, 0, sizeof(h));
-    h.nlmsg_len = (unsigned int)sizeof(req);
-    h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-    h.nlmsg_flags = NLM_F_REQUEST; /* one socket, no dump */
-    h.nlmsg_seq = seq;
     memset(&r, 0, sizeof(r));
     r.sdiag_family = (unsigned char)family;
     r.sdiag_protocol = IPPROTO_TCP;
@@ -767,131 +867,15 @@ static int conn_diag_one(int family, const unsigned char *craw, int cport,
     r.id.idiag_if = (unsigned int)scope;
     r.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
     r.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
-    memcpy(req, &h, sizeof(h));
-    memcpy(req + NLMSG_HDRLEN, &r, sizeof(r));
-
-    fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-    if (fd < 0)
-        return xb_fail(err, XB_STAGE_OWNER, errno, "socket(AF_NETLINK, NETLINK_SOCK_DIAG)");
-    memset(&kernel, 0, sizeof(kernel));
-    kernel.nl_family = AF_NETLINK;
-    for (;;) {
-        ssize_t n = sendto(fd, req, sizeof(req), 0, (struct sockaddr *)&kernel,
-                           (socklen_t)sizeof(kernel));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            xb_fail(err, XB_STAGE_OWNER, errno, "sendto(NETLINK_SOCK_DIAG)");
-            goto out;
-        }
-        if ((size_t)n != sizeof(req)) {
-            xb_fail(err, XB_STAGE_OWNER, EIO, "sendto(NETLINK_SOCK_DIAG): short write");
-            goto out;
-        }
-        break;
-    }
-
-    while (!done) {
-        struct sockaddr_nl from;
-        struct iovec iov;
-        struct msghdr mh;
-        struct nlmsghdr m;
-        ssize_t n;
-
-        memset(&from, 0, sizeof(from));
-        memset(&mh, 0, sizeof(mh));
-        iov.iov_base = buf;
-        iov.iov_len = sizeof(buf);
-        mh.msg_name = &from;
-        mh.msg_namelen = (socklen_t)sizeof(from);
-        mh.msg_iov = &iov;
-        mh.msg_iovlen = 1;
-        n = recvmsg(fd, &mh, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            xb_fail(err, XB_STAGE_OWNER, errno, "recvmsg(NETLINK_SOCK_DIAG)");
-            goto out;
-        }
-        if (mh.msg_flags & MSG_TRUNC) {
-            xb_fail(err, XB_STAGE_OWNER, EMSGSIZE, "recvmsg(NETLINK_SOCK_DIAG): reply truncated");
-            goto out;
-        }
-        if (mh.msg_namelen < sizeof(from) || from.nl_family != AF_NETLINK || from.nl_pid != 0)
-            continue; /* not from the kernel */
-        if ((size_t)n < NLMSG_HDRLEN) {
-            xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: short message");
-            goto out;
-        }
-        memcpy(&m, buf, sizeof(m));
-        if (m.nlmsg_len < NLMSG_HDRLEN || m.nlmsg_len > (size_t)n) {
-            xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: bad netlink message length");
-            goto out;
-        }
-        if (m.nlmsg_seq != seq)
-            continue; /* not the answer to this request */
-        if (m.nlmsg_type == NLMSG_ERROR) {
-            struct nlmsgerr e;
-            if (m.nlmsg_len < NLMSG_HDRLEN + sizeof(e)) {
-                xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: short error message");
-                goto out;
-            }
-            memcpy(&e, buf + NLMSG_HDRLEN, sizeof(e));
-            if (e.error == -ENOENT) {
-                done = 1; /* no such socket: state stays XB_CONN_NONE */
-                continue;
-            }
-            if (e.error < 0 && e.error > -4096) {
-                xb_fail(err, XB_STAGE_OWNER, -e.error, "NETLINK_SOCK_DIAG request");
-                goto out;
-            }
-            xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: unexpected acknowledgement");
-            goto out;
-        }
-        if (m.nlmsg_type == SOCK_DIAG_BY_FAMILY) {
-            struct inet_diag_msg d;
-            int rfamily;
-
-            if (m.nlmsg_len < NLMSG_HDRLEN + sizeof(d)) {
-                xb_fail(err, XB_STAGE_OWNER, EBADMSG, "sock_diag reply: short inet_diag_msg");
-                goto out;
-            }
-            memcpy(&d, buf + NLMSG_HDRLEN, sizeof(d));
-            rfamily = d.idiag_family;
-            done = 1;
-            if ((rfamily != AF_INET && rfamily != AF_INET6) ||
-                ntohs(d.id.idiag_sport) != sport || ntohs(d.id.idiag_dport) != cport ||
-                !conn_same_addr(rfamily, (const unsigned char *)d.id.idiag_src, family, sraw) ||
-                !conn_same_addr(rfamily, (const unsigned char *)d.id.idiag_dst, family, craw))
-                continue; /* the listener (or anything not this 4-tuple): nobody has it */
-            out->os_state = d.idiag_state;
-            out->state = conn_state(d.idiag_state);
-            if (out->state == XB_CONN_NONE)
-                continue;
-            out->server.family = rfamily;
-            out->server.port = sport;
-            out->server.uid = (long long)d.idiag_uid;
-            out->server.inode = (unsigned long long)d.idiag_inode;
-            if (out->state == XB_CONN_SYN_RECEIVED) {
-                /* a request socket: the kernel reports uid 0 and no inode for it */
-                out->server.uid = -1;
-                out->server.inode = 0;
-            }
-            if (inet_ntop(rfamily, d.id.idiag_src, out->server.host,
-                          (socklen_t)sizeof(out->server.host)) == NULL) {
-                xb_fail(err, XB_STAGE_OWNER, errno, "inet_ntop");
-                goto out;
-            }
-            continue;
-        }
-        /* anything else (NLMSG_NOOP, ...): wait for the answer */
-    }
-    rc = 0;
-
-out:
-    if (close(fd) != 0 && rc == 0)
-        rc = xb_fail(err, XB_STAGE_OWNER, errno, "close(NETLINK_SOCK_DIAG)");
-    return rc;
+    ctx.seq = 0x74700011u;
+    ctx.family = family;
+    ctx.cport = cport;
+    ctx.sport = sport;
+    ctx.craw = craw;
+    ctx.sraw = sraw;
+    ctx.out = out;
+    /* one socket, no dump */
+    return diag_exchange(0, ctx.seq, &r, NULL, 0, buf, sizeof(buf), conn_reply, &ctx, err);
 }
 
 /* 1 if process pid holds socket `link` ("socket:[INODE]") -- then added to item --, 0 if not
@@ -1002,22 +986,13 @@ int xb_owner_connection(const xb_addr *client, const xb_addr *server, long pid, 
                         xb_connection *out, xb_error *err)
 {
     unsigned char craw[16], sraw[16];
-    int cfamily, sfamily, cport, sport;
-    unsigned long cscope, sscope;
+    int family, cport, sport;
+    unsigned long scope;
 
-    if (out == NULL)
-        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "no output");
-    xb_connection_init(out);
-    if (client == NULL || server == NULL ||
-        xb_addr_split(client, &cfamily, craw, &cport, &cscope) != 0 ||
-        xb_addr_split(server, &sfamily, sraw, &sport, &sscope) != 0)
-        return xb_fail(err, XB_STAGE_OWNER, EAFNOSUPPORT, "not an IPv4 or IPv6 address");
-    if (cfamily != sfamily)
-        return xb_fail(err, XB_STAGE_OWNER, EINVAL,
-                       "the two ends of a connection are of different families");
-    if (cport < 1 || sport < 1)
-        return xb_fail(err, XB_STAGE_OWNER, EINVAL, "port 0: the socket is not connected");
-    if (conn_diag_one(cfamily, craw, cport, sraw, sport, sscope ? sscope : cscope, out, err) != 0)
+    if (xb_connection_ends(client, server, out, &family, craw, &cport, sraw, &sport, &scope,
+                           err) != 0)
+        return -1;
+    if (conn_diag_one(family, craw, cport, sraw, sport, scope, out, err) != 0)
         return -1;
     if (out->state != XB_CONN_NONE && out->server.inode != 0 &&
         (flags & XB_OWNER_NO_PROCESSES) == 0 && conn_holders(pid, &out->server, err) != 0) {

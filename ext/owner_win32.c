@@ -46,8 +46,10 @@ static void to_utf8(const wchar_t *w, int wlen, char *out, size_t len)
     }
 }
 
-/* The table of one family, allocated; *out NULL if the family is not installed. */
-static int get_table(ULONG family, void **out, xb_error *err)
+/* The table `cls` (TCP_TABLE_OWNER_PID_LISTENER or _CONNECTIONS) of one family,
+ * allocated; *out NULL if the family is not installed.  `what`: the call, for errors. */
+static int get_table(ULONG family, TCP_TABLE_CLASS cls, const char *what, void **out,
+                     xb_error *err)
 {
     DWORD size = 0, rc;
     void *buf = NULL;
@@ -55,7 +57,7 @@ static int get_table(ULONG family, void **out, xb_error *err)
 
     *out = NULL;
     for (tries = 0; tries < 16; tries++) {
-        rc = GetExtendedTcpTable(buf, &size, FALSE, family, TCP_TABLE_OWNER_PID_LISTENER, 0);
+        rc = GetExtendedTcpTable(buf, &size, FALSE, family, cls, 0);
         if (rc == NO_ERROR && buf != NULL) {
             *out = buf;
             return 0;
@@ -63,9 +65,9 @@ static int get_table(ULONG family, void **out, xb_error *err)
         free(buf);
         buf = NULL;
         if (rc == ERROR_NOT_SUPPORTED && family == AF_INET6)
-            return 0; /* no IPv6 stack: no IPv6 listeners */
+            return 0; /* no IPv6 stack: no IPv6 sockets */
         if (rc != ERROR_INSUFFICIENT_BUFFER && rc != NO_ERROR)
-            return xb_fail(err, XB_STAGE_OWNER, (int)rc, "GetExtendedTcpTable");
+            return xb_fail(err, XB_STAGE_OWNER, (int)rc, what);
         if (size < sizeof(DWORD))
             size = sizeof(DWORD);
         size += 64 * (DWORD)sizeof(MIB_TCP6ROW_OWNER_PID); /* room for sockets opened meanwhile */
@@ -75,6 +77,11 @@ static int get_table(ULONG family, void **out, xb_error *err)
     }
     free(buf);
     return xb_fail(err, XB_STAGE_OWNER, ERROR_INSUFFICIENT_BUFFER, "GetExtendedTcpTable (table keeps growing)");
+}
+
+static int listener_table(ULONG family, void **out, xb_error *err)
+{
+    return get_table(family, TCP_TABLE_OWNER_PID_LISTENER, "GetExtendedTcpTable", out, err);
 }
 
 /* Image base name and user of a process; "" where Windows refuses to say.
@@ -182,10 +189,10 @@ int xb_owner_listeners(int port, unsigned flags, xb_listeners *out, xb_error *er
     if (port < 1 || port > 65535)
         return xb_fail(err, XB_STAGE_OWNER, ERROR_INVALID_PARAMETER, "port out of range 1-65535");
 
-    if (get_table(AF_INET, &raw, err) != 0)
+    if (listener_table(AF_INET, &raw, err) != 0)
         goto out;
     t4 = (MIB_TCPTABLE_OWNER_PID *)raw;
-    if (get_table(AF_INET6, &raw, err) != 0)
+    if (listener_table(AF_INET6, &raw, err) != 0)
         goto out;
     t6 = (MIB_TCP6TABLE_OWNER_PID *)raw;
 
@@ -258,35 +265,8 @@ int xb_owner_process_user(long pid, long long *uid, char *user, size_t userlen, 
 
 static int conn_table(ULONG family, void **out, xb_error *err)
 {
-    DWORD size = 0, rc;
-    void *buf = NULL;
-    int tries;
-
-    *out = NULL;
-    for (tries = 0; tries < 16; tries++) {
-        rc = GetExtendedTcpTable(buf, &size, FALSE, family, TCP_TABLE_OWNER_PID_CONNECTIONS, 0);
-        if (rc == NO_ERROR && buf != NULL) {
-            *out = buf;
-            return 0;
-        }
-        free(buf);
-        buf = NULL;
-        if (rc == ERROR_NOT_SUPPORTED && family == AF_INET6)
-            return 0; /* no IPv6 stack */
-        if (rc != ERROR_INSUFFICIENT_BUFFER && rc != NO_ERROR)
-            return xb_fail(err, XB_STAGE_OWNER, (int)rc,
-                           "GetExtendedTcpTable(TCP_TABLE_OWNER_PID_CONNECTIONS)");
-        if (size < sizeof(DWORD))
-            size = sizeof(DWORD);
-        size += 64 * (DWORD)sizeof(MIB_TCP6ROW_OWNER_PID);
-        buf = malloc(size);
-        if (buf == NULL)
-            return xb_fail(err, XB_STAGE_OWNER, (int)ERROR_NOT_ENOUGH_MEMORY,
-                           "GetExtendedTcpTable buffer");
-    }
-    free(buf);
-    return xb_fail(err, XB_STAGE_OWNER, (int)ERROR_INSUFFICIENT_BUFFER,
-                   "GetExtendedTcpTable (table keeps growing)");
+    return get_table(family, TCP_TABLE_OWNER_PID_CONNECTIONS,
+                     "GetExtendedTcpTable(TCP_TABLE_OWNER_PID_CONNECTIONS)", out, err);
 }
 
 static int conn_state_of(DWORD s)
@@ -337,8 +317,8 @@ int xb_owner_connection(const xb_addr *client, const xb_addr *server, long pid, 
 {
     static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     unsigned char craw[16], sraw[16], cmap[16], smap[16];
-    int cfamily, sfamily, cport, sport, found = 0, rc = -1;
-    unsigned long cscope, sscope;
+    int cfamily, cport, sport, found = 0, rc = -1;
+    unsigned long scope;
     MIB_TCPTABLE_OWNER_PID *t4 = NULL;
     MIB_TCP6TABLE_OWNER_PID *t6 = NULL;
     void *raw = NULL;
@@ -346,20 +326,10 @@ int xb_owner_connection(const xb_addr *client, const xb_addr *server, long pid, 
 
     (void)pid;   /* the owning pid comes with the row */
     (void)flags; /* XB_OWNER_NO_PROCESSES: nothing to skip */
-    if (out == NULL)
-        return xb_fail(err, XB_STAGE_OWNER, (int)ERROR_INVALID_PARAMETER, "no output");
-    xb_connection_init(out);
-    if (client == NULL || server == NULL ||
-        xb_addr_split(client, &cfamily, craw, &cport, &cscope) != 0 ||
-        xb_addr_split(server, &sfamily, sraw, &sport, &sscope) != 0)
-        return xb_fail(err, XB_STAGE_OWNER, (int)ERROR_INVALID_PARAMETER,
-                       "not an IPv4 or IPv6 address");
-    if (cfamily != sfamily)
-        return xb_fail(err, XB_STAGE_OWNER, (int)ERROR_INVALID_PARAMETER,
-                       "the two ends of a connection are of different families");
-    if (cport < 1 || sport < 1)
-        return xb_fail(err, XB_STAGE_OWNER, (int)ERROR_INVALID_PARAMETER,
-                       "port 0: the socket is not connected");
+    if (xb_connection_ends(client, server, out, &cfamily, craw, &cport, sraw, &sport, &scope,
+                           err) != 0)
+        return -1;
+    (void)scope; /* the tables have no scope */
 
     if (cfamily == AF_INET) {
         if (conn_table(AF_INET, &raw, err) != 0)

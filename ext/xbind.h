@@ -474,6 +474,15 @@ int xb_addr_split(const xb_addr *addr, int *family, unsigned char raw[16], int *
 /* owner_common.c: *out zeroed, state XB_CONN_NONE, os_state/uid/v6only -1. */
 void xb_connection_init(xb_connection *out);
 
+/* owner_common.c: the checks every xb_owner_connection() starts with.  *out
+ * initialised (xb_connection_init); both ends split (xb_addr_split) into their
+ * one family, raw addresses and ports; scope: the server's IPv6 scope, else the
+ * client's.  Returns 0, or -1 with err set (no output, not IPv4/IPv6, two
+ * families, a port 0). */
+int xb_connection_ends(const xb_addr *client, const xb_addr *server, xb_connection *out,
+                       int *family, unsigned char craw[16], int *cport, unsigned char sraw[16],
+                       int *sport, unsigned long *scope, xb_error *err);
+
 #ifdef __cplusplus
 }
 #endif

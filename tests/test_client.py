@@ -22,8 +22,6 @@ import http.client
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -32,6 +30,7 @@ from typing import Any
 
 import pytest
 from conftest import wait_for
+from support.servers import LoggingServer
 from twisted.internet import endpoints
 from twisted.internet.protocol import Factory, Protocol
 
@@ -47,79 +46,12 @@ from twisted_patch.client import (
 pytestmark = pytest.mark.skipif(_native.OWNER_BACKEND != "linux",
                                 reason="real processes and /proc: Linux (Windows: tests/native)")
 
-PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 NOBODY = 65534
 
-_SERVER = r"""
-import select, socket, sys
-port, accept, log = int(sys.argv[1]), sys.argv[2] == "1", open(sys.argv[3], "a", buffering=1)
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", port))
-s.listen(16)
-print(s.getsockname()[1], flush=True)
-conns = []
-while True:
-    ready, _, _ = select.select(([s] if accept else []) + conns + [sys.stdin], [], [])
-    for r in ready:
-        if r is sys.stdin:
-            sys.exit(0)
-        if r is s:
-            c, _ = s.accept(); conns.append(c); log.write("accepted\n")
-            continue
-        data = r.recv(65536)
-        if data:
-            log.write(f"bytes {len(data)}\n")
-            r.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-        else:
-            conns.remove(r); r.close()
-"""
-
-
-class Server:
+class Server(LoggingServer):
     def __init__(self, tmp: Path, port: int = 0, *, accept: bool = True,
                  uid: int | None = None) -> None:
-        self.log = tmp / f"server-{time.monotonic_ns()}.log"
-        self.log.write_text("")
-        self.log.chmod(0o666)
-        argv = [PYTHON, "-I", "-c", _SERVER, str(port), "1" if accept else "0", str(self.log)]
-        if uid is not None:
-            argv = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *argv]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().strip()
-        if not line.isdigit():
-            err = self.proc.stderr.read() if self.proc.stderr else ""
-            self.stop()
-            raise RuntimeError(f"server did not start: {line} {err}")
-        self.port = int(line)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def received(self) -> tuple[int, int]:
-        """(connections accepted, bytes received), once the log stops changing."""
-        def read() -> tuple[int, int]:
-            lines = self.log.read_text().splitlines()
-            return (lines.count("accepted"),
-                    sum(int(x.split()[1]) for x in lines if x.startswith("bytes ")))
-        last = read()
-        while True:
-            time.sleep(0.1)
-            now = read()
-            if now == last:
-                return now
-            last = now
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=15)
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
+        super().__init__(tmp / f"server-{time.monotonic_ns()}.log", port, accept=accept, uid=uid)
 
 
 @pytest.fixture
@@ -183,13 +115,13 @@ def test_impostor_after_the_port_check_receives_zero_bytes(servers: list[Server]
         conn.request("PUT", "/uri", body=b"URI:SSK:secret-capability")
     assert f"pid {impostor.pid}" in str(info.value), info.value
     assert conn.sock is None  # closed unused
-    assert impostor.received() == (1, 0)  # it accepted the connection and got nothing
+    assert impostor.settle() == (1, 0)  # it accepted the connection and got nothing
     # control: a client that trusted the earlier port check sends the secret to it
     plain = http.client.HTTPConnection("127.0.0.1", impostor.port, timeout=10)
     plain.request("PUT", "/uri", body=b"URI:SSK:secret-capability")
     plain.getresponse().read()
     plain.close()
-    accepted, received = impostor.received()
+    accepted, received = impostor.settle()
     assert accepted == 2 and received > 0
 
 

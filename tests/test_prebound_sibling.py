@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 import pytest
+from conftest import wait_for
 from support import attackers as at
 from twisted.internet import defer, protocol
 from twisted.internet.endpoints import serverFromString
@@ -36,13 +37,8 @@ def _reactor() -> Any:
 
 
 def outcome(d: defer.Deferred[Any]) -> Any:
-    box: list[Any] = []
-    d.addBoth(box.append)
-    deadline = time.monotonic() + SAFETY
-    while not box:
-        assert time.monotonic() < deadline, "Deferred did not fire"
-        _reactor().iterate(0.001)
-    return box[0]
+    """What d fires with: its result, or its Failure (returned, not raised)."""
+    return wait_for(d.addBoth(lambda r: [r]), SAFETY)[0]
 
 
 def start(description: str) -> Any:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import wait_for
 from support import attackers as at
 from twisted.internet import defer, protocol
 from twisted.internet.endpoints import serverFromString
@@ -51,17 +52,7 @@ def _reactor() -> Any:
 
 
 def wait(d: defer.Deferred[Any]) -> Any:
-    box: list[Any] = []
-    d.addBoth(box.append)
-    deadline = time.monotonic() + SAFETY
-    r = _reactor()
-    while not box:
-        if time.monotonic() > deadline:
-            raise TimeoutError("Deferred did not fire")
-        r.iterate(0)
-    if hasattr(box[0], "raiseException"):
-        box[0].raiseException()
-    return box[0]
+    return wait_for(d, SAFETY)
 
 
 class _Hello(protocol.Protocol):
@@ -147,30 +138,8 @@ def test_the_stopped_address_stays_ours(shape: str) -> None:
             freed = (host1, host2)[stopped]
             with pytest.raises(RuntimeError, match="could not take"):
                 at.Holder(freed, port, listen=False, reuseaddr=True).stop()
-            family = socket.AF_INET6 if ":" in freed else socket.AF_INET
-            target = "127.0.0.1" if family == socket.AF_INET else "::1"
-            c = socket.socket(family, socket.SOCK_STREAM)
-            c.settimeout(SAFETY)
-            try:
-                c.setblocking(False)
-                c.connect_ex((target, port))
-                deadline = time.monotonic() + SAFETY
-                data = b""
-                refused = False
-                while time.monotonic() < deadline:
-                    _reactor().iterate(0.001)
-                    try:
-                        chunk = c.recv(100)
-                    except BlockingIOError:
-                        continue
-                    except ConnectionRefusedError:
-                        refused = True
-                        break
-                    if not chunk:
-                        break
-                    data += chunk
-            finally:
-                c.close()
+            target = "::1" if ":" in freed else "127.0.0.1"
+            data, refused = _connect_outcome(target, port)
             if shape == "loopback":
                 assert data == b"server", f"{target}:{port} after the stop: {data!r}"
             else:

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.workflows import load_workflow, runs, steps
 
 yaml = pytest.importorskip("yaml", reason="pyyaml is in the [test] extra: pip install '.[test]'")
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKFLOW = ROOT / ".github" / "workflows" / "release.yml"
 PYTHONS = ["cp39", "cp310", "cp311", "cp312", "cp313"]
 # (cibuildwheel platform, arch) -> the wheel platform tags cibuildwheel builds for it
 WHEELS = {
@@ -44,19 +44,7 @@ NATIVE = {
 
 @pytest.fixture(scope="module")
 def workflow() -> dict[Any, Any]:
-    data = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
-    assert isinstance(data, dict)
-    return data
-
-
-def steps(job: dict[str, Any]) -> list[dict[str, Any]]:
-    out = job["steps"]
-    assert isinstance(out, list) and all(isinstance(s, dict) for s in out)
-    return out
-
-
-def runs(job: dict[str, Any]) -> str:
-    return "\n".join(str(s.get("run", "")) for s in steps(job))
+    return load_workflow("release.yml")
 
 
 def matrix(workflow: dict[Any, Any]) -> list[dict[str, str]]:

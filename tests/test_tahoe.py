@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+from support.tahoe_grid import require_tahoe
 
 pytestmark = [
     pytest.mark.tahoe,
@@ -36,12 +37,7 @@ pytestmark = [
     ),
 ]
 
-# Only looked up, not imported: the nodes run in their own processes.
-if importlib.util.find_spec("allmydata") is None:
-    pytest.skip(
-        "tahoe-lafs is not installed: pip install '.[tahoe]' (make test does)",
-        allow_module_level=True,
-    )
+require_tahoe()
 
 from support.tahoe_grid import (  # noqa: E402
     Node,

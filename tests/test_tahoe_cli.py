@@ -13,17 +13,16 @@ same impostor sends it the request (the test can fail).
 
 from __future__ import annotations
 
-import importlib.util
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.tahoe_grid import require_tahoe
 
 pytestmark = [
     pytest.mark.tahoe,
@@ -31,12 +30,10 @@ pytestmark = [
                        reason="the grid helpers read /proc (Linux)"),
 ]
 
-if importlib.util.find_spec("allmydata") is None:
-    pytest.skip("tahoe-lafs is not installed: pip install '.[tahoe]' (make test does)",
-                allow_module_level=True)
+require_tahoe()
 
+from support.servers import LoggingServer  # noqa: E402
 from support.tahoe_grid import (  # noqa: E402
-    STOP_BOUND,
     Node,
     free_port,
     node_env,
@@ -131,93 +128,22 @@ def test_put_get_mkdir_ls_work_with_the_node_up(grid: Grid) -> None:
 
 # --- the node dead, an impostor on its port -------------------------------------
 
-_IMPOSTOR = r"""
-import os, select, socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1])))
-s.listen(16)
-log = open(sys.argv[2], "a", buffering=1)
-print("listening", flush=True)
-conns = []
-while True:
-    ready, _, _ = select.select([s, *conns], [], [])
-    for r in ready:
-        if r is s:
-            c, _ = s.accept()
-            conns.append(c)
-            log.write("accepted\n")
-            continue
-        data = r.recv(65536)
-        if data:
-            log.write(f"bytes {len(data)}\n")
-            r.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-        else:
-            conns.remove(r)
-            r.close()
-"""
-
-
-class Impostor:
-    """Listens on the node's web port; logs every accept and every byte it receives."""
-
-    def __init__(self, port: int, log: Path) -> None:
-        self.log = log
-        log.write_text("")
-        self.proc = subprocess.Popen([sys.executable, "-I", "-c", _IMPOSTOR, str(port), str(log)],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if line.strip() != "listening":
-            self.close()
-            raise RuntimeError(f"impostor could not listen on {port}")
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def received(self) -> tuple[int, int]:
-        """(connections accepted, bytes received) so far."""
-        lines = self.log.read_text().splitlines()
-        return (sum(1 for line in lines if line == "accepted"),
-                sum(int(line.split()[1]) for line in lines if line.startswith("bytes ")))
-
-    def settle(self) -> tuple[int, int]:
-        """What it received, once its log stops changing (it may be reading still)."""
-        last = self.received()
-        while True:
-            time.sleep(0.2)
-            now = self.received()
-            if now == last:
-                return now
-            last = now
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=STOP_BOUND)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
-
-
 @pytest.fixture
-def impostor(grid: Grid) -> Iterator[Impostor]:
+def impostor(grid: Grid) -> Iterator[LoggingServer]:
     node = grid.ensure_running()
     node.stop(signal.SIGKILL)  # a crash: node.url and running.process stay behind
     assert (node.basedir / "node.url").exists()
     assert (node.basedir / "running.process").exists()
-    imp = Impostor(grid.web, grid.tmp / "impostor.log")
+    imp = LoggingServer(grid.tmp / "impostor.log", grid.web)
     try:
         yield imp
     finally:
-        imp.close()
+        imp.stop()
 
 
 @pytest.mark.parametrize("command", [["put", "CAPFILE"], ["ls", "tahoe:"], ["mkdir"]],
                          ids=["put", "ls", "mkdir"])
-def test_impostor_on_the_web_port_receives_zero_bytes(grid: Grid, impostor: Impostor,
+def test_impostor_on_the_web_port_receives_zero_bytes(grid: Grid, impostor: LoggingServer,
                                                       command: list[str]) -> None:
     secret = grid.tmp / "secret2.txt"
     secret.write_bytes(b"must not reach an impostor\n")
@@ -232,7 +158,7 @@ def test_impostor_on_the_web_port_receives_zero_bytes(grid: Grid, impostor: Impo
     assert received == 0  # ...and not one byte was sent on it
 
 
-def test_control_plain_tahoe_sends_to_the_impostor(grid: Grid, impostor: Impostor) -> None:
+def test_control_plain_tahoe_sends_to_the_impostor(grid: Grid, impostor: LoggingServer) -> None:
     secret = grid.tmp / "secret3.txt"
     secret.write_bytes(b"plain tahoe sends this to whoever listens\n")
     launcher(grid, "put", str(secret), plain=True)
@@ -240,7 +166,7 @@ def test_control_plain_tahoe_sends_to_the_impostor(grid: Grid, impostor: Imposto
     assert accepted >= 1 and received > 0, (accepted, received)
 
 
-def test_a_reused_pid_is_not_the_node(grid: Grid, impostor: Impostor) -> None:
+def test_a_reused_pid_is_not_the_node(grid: Grid, impostor: LoggingServer) -> None:
     """running.process names the impostor's pid (as if the node's pid had been reused)
     with the node's recorded start time, not the impostor's: refused, zero bytes.  The
     control: with the impostor's own start time it *is* the recorded process, and the

@@ -13,7 +13,6 @@ shadows hijack it.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import re
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+from support.tahoe_grid import require_tahoe
 
 pytestmark = [
     pytest.mark.tahoe,
@@ -31,9 +31,7 @@ pytestmark = [
     ),
 ]
 
-if importlib.util.find_spec("allmydata") is None:
-    pytest.skip("tahoe-lafs is not installed: pip install '.[tahoe]' (make test does)",
-                allow_module_level=True)
+require_tahoe()
 
 from support.tahoe_grid import (  # noqa: E402
     Node,

@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
+from support.workflows import load_workflow, runs, steps
 
 yaml = pytest.importorskip("yaml", reason="pyyaml is in the [test] extra: pip install '.[test]'")
 
-WORKFLOW = Path(__file__).resolve().parent.parent / ".github" / "workflows" / "windows.yml"
 SUPPORTED = ["3.9", "3.10", "3.11", "3.12", "3.13"]
 
 
 @pytest.fixture(scope="module")
 def workflow() -> dict[str, Any]:
-    data = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
-    assert isinstance(data, dict)
-    return data
-
-
-def steps(job: dict[str, Any]) -> list[dict[str, Any]]:
-    out = job["steps"]
-    assert isinstance(out, list) and all(isinstance(s, dict) for s in out)
-    return out
-
-
-def runs(job: dict[str, Any]) -> str:
-    return "\n".join(str(s.get("run", "")) for s in steps(job))
+    return load_workflow("windows.yml")
 
 
 def test_triggers(workflow: dict[str, Any]) -> None:

@@ -215,11 +215,17 @@ def main(args: Sequence[str], read_node: Callable[[str], NodeLike]) -> int:
     try:
         runner.run(argv=["tahoe", *args])
     except SystemExit as e:
-        code = e.code
-        if code is None:
-            return 0
-        if isinstance(code, int):
-            return code
-        print(code, file=sys.stderr)
-        return 1
+        return exit_status(e)
     return 0
+
+
+def exit_status(exc: SystemExit) -> int:
+    """The exit status a ``SystemExit`` stands for, as Python's own exit gives it: None
+    is 0, an int itself, anything else is printed to stderr and is 1."""
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1

@@ -1,6 +1,8 @@
-"""One throwaway Wine prefix with one persistent wineserver, for one harness run.
+"""One throwaway Wine prefix with one persistent wineserver, for one harness run or test session.
 
-Used by windows/harness.py (make win-python, make test-windows).  Rules (docs/windows.rst):
+Used by windows/harness.py (make win-python, make test-windows) and, through
+tests/support/wine.py, by the Linux tests that run C programs under Wine (the harness runs
+without the test dependencies: stdlib only here).  Rules (docs/windows.rst):
 
 - a fresh WINEPREFIX under build/windows/ per run, removed at the end;
 - WINEDEBUG=-all, no display, no Mono/Gecko installers;
@@ -27,21 +29,23 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 
-def wine_loader() -> str | None:
-    """The 64-bit Wine loader: wine64 on PATH, Debian's /usr/lib/wine/wine64, or wine."""
-    for candidate in ("wine64", "/usr/lib/wine/wine64", "wine"):
+def _first_executable(candidates: Sequence[str]) -> str | None:
+    """The first candidate that is an executable: a name looked up on PATH, or a path."""
+    for candidate in candidates:
         path = shutil.which(candidate) if "/" not in candidate else candidate
         if path and os.access(path, os.X_OK):
             return path
     return None
+
+
+def wine_loader() -> str | None:
+    """The 64-bit Wine loader: wine64 on PATH, Debian's /usr/lib/wine/wine64, or wine."""
+    return _first_executable(("wine64", "/usr/lib/wine/wine64", "wine"))
 
 
 def wineserver() -> str | None:
-    for candidate in ("wineserver", "/usr/lib/wine/wineserver", "/usr/lib/wine/wineserver64"):
-        path = shutil.which(candidate) if "/" not in candidate else candidate
-        if path and os.access(path, os.X_OK):
-            return path
-    return None
+    return _first_executable(("wineserver", "/usr/lib/wine/wineserver",
+                              "/usr/lib/wine/wineserver64"))
 
 
 def windows_path(path: Path) -> str:
@@ -59,16 +63,20 @@ def _alive(pid: int) -> bool:
 
 
 class WineSession:
-    """A WINEPREFIX and its wineserver; use as a context manager."""
+    """A WINEPREFIX and its wineserver; use as a context manager (or boot(), then stop()).
 
-    def __init__(self, base: Path) -> None:
+    The prefix is a fresh directory named `prefix_name`* under `base` (the system's temporary
+    directory when None)."""
+
+    def __init__(self, base: Path | None = None, prefix_name: str = "prefix-") -> None:
         loader, server = wine_loader(), wineserver()
         if loader is None or server is None:
-            raise SystemExit("wine is not installed (Debian packages wine, wine64)")
-        base.mkdir(parents=True, exist_ok=True)
+            raise RuntimeError("wine is not installed (Debian packages wine, wine64)")
+        if base is not None:
+            base.mkdir(parents=True, exist_ok=True)
         self.loader = loader
         self.server = server
-        self.prefix = Path(tempfile.mkdtemp(prefix="prefix-", dir=base))
+        self.prefix = Path(tempfile.mkdtemp(prefix=prefix_name, dir=base))
         self.server_proc: subprocess.Popen[bytes] | None = None
         self.init_seconds = 0.0
 
@@ -78,9 +86,12 @@ class WineSession:
         env.update(
             WINEPREFIX=str(self.prefix),
             WINEDEBUG="-all",
+            # No Mono / Gecko installer, no desktop menus, no display.
             WINEDLLOVERRIDES="mscoree,mshtml=;winemenubuilder.exe=d",
             WINEARCH="win64",
         )
+        # make test-asan preloads libasan for the extension; Wine's loader fails with it.
+        # The host's Python settings name Linux paths.
         for name in ("DISPLAY", "WAYLAND_DISPLAY", "LD_PRELOAD", "PYTHONPATH", "PYTHONHOME",
                      "VIRTUAL_ENV"):
             env.pop(name, None)
@@ -89,8 +100,10 @@ class WineSession:
             del env[name]
         return env
 
-    def __enter__(self) -> WineSession:
+    def boot(self) -> WineSession:
+        """Start the wineserver and initialise the prefix (wineboot -i); stop() on failure."""
         t0 = time.monotonic()
+        # -f: stay in the foreground, so the pid we hold is the server's; -p: persistent.
         self.server_proc = subprocess.Popen(
             [self.server, "-f", "-p"], env=self.env, stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -110,8 +123,13 @@ class WineSession:
             self.stop()
             raise
         self.init_seconds = time.monotonic() - t0
+        return self
+
+    def __enter__(self) -> WineSession:
+        self.boot()
+        server = self.server_proc.pid if self.server_proc is not None else "?"
         print(f"[wine] prefix {self.prefix} ready in {self.init_seconds:.1f} s "
-              f"(wineserver pid {self.server_proc.pid})", flush=True)
+              f"(wineserver pid {server})", flush=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -161,6 +179,7 @@ class WineSession:
         return rc, "".join(lines)
 
     def _our_pids(self) -> list[int]:
+        """Processes (other than us) whose environment names our WINEPREFIX."""
         marker = f"WINEPREFIX={self.prefix}".encode()
         pids = []
         for entry in Path("/proc").iterdir():
@@ -175,7 +194,10 @@ class WineSession:
         return pids
 
     def stop(self) -> list[int]:
-        """End the wineserver by its pid, then any process of this prefix; remove it."""
+        """End the wineserver by its pid, then any process of this prefix; remove it.
+
+        Returns the pids still alive afterwards (empty when all is clean).
+        """
         if self.server_proc is not None and self.server_proc.poll() is None:
             self.server_proc.terminate()
             try:
@@ -183,15 +205,19 @@ class WineSession:
             except subprocess.TimeoutExpired:
                 self.server_proc.kill()
                 self.server_proc.wait()
-        deadline = time.monotonic() + 10
-        while True:
-            left = [p for p in self._our_pids() if _alive(p)]
-            if not left or time.monotonic() > deadline:
-                break
-            for pid in left:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.05)
+        left: list[int] = []
+        if Path("/proc/self/environ").exists():
+            # Wine's helper processes (services.exe, winedevice.exe, ...) lose their
+            # server and exit; kill by pid any that did not.
+            deadline = time.monotonic() + 10
+            while True:
+                left = [p for p in self._our_pids() if _alive(p)]
+                if not left or time.monotonic() > deadline:
+                    break
+                for pid in left:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                time.sleep(0.05)
         shutil.rmtree(self.prefix, ignore_errors=True)
         return left
 

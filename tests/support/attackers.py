@@ -6,7 +6,8 @@ another user's.
   while armed; the re-guard race.
 - :class:`Holder` -- the project's attacker child (stdlib only) binding, and
   optionally listening on, an address with chosen options, and keeping it.
-- :func:`free_port` -- a port free in both families, outside the ephemeral range.
+- :func:`free_port` -- a port free in both families, outside the ephemeral range;
+  :func:`can_bind` -- whether a fresh socket can bind an address now.
 - :func:`cli` -- ``python -m twisted_patch ...``.
 """
 
@@ -51,11 +52,15 @@ def _ephemeral_low() -> int:
         return 32768
 
 
-def _free(family: int, host: str, port: int) -> bool:
+def can_bind(host: str, port: int, reuseaddr: bool = False) -> bool:
+    """Whether a fresh socket (no SO_REUSEADDR by default) can bind host:port now."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(family, socket.SOCK_STREAM)
     try:
         if family == socket.AF_INET6:
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if reuseaddr:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((host, port))
         return True
     except OSError:
@@ -71,7 +76,7 @@ def free_port() -> int:
     rng = random.Random()
     for _ in range(500):
         port = rng.randrange(20000, low)
-        if _free(socket.AF_INET, "0.0.0.0", port) and _free(socket.AF_INET6, "::", port):
+        if can_bind("0.0.0.0", port) and can_bind("::", port):
             return port
     raise RuntimeError("no free port found")
 
@@ -182,6 +187,7 @@ class Holder:
         spec = {"hosts": [host], "port": port, "listen": listen, "then": "hold",
                 "options": ["reuseaddr"] if reuseaddr else [],
                 "v6only": None if v6only is None else bool(v6only), "forks": forks}
+        self.host, self.port = host, port
         self.children: list[int] = []
         self._child = AttackerProcess(spec, uid=uid)
         self.proc = self._child.proc

@@ -20,6 +20,8 @@ from conftest import wait_for
 from twisted.internet import defer, protocol
 from twisted.internet import reactor as _reactor
 
+from support.attackers import can_bind as can_bind  # re-exported: the guard tests use it
+
 reactor: Any = _reactor
 
 NOBODY = 65534
@@ -94,23 +96,6 @@ def socket_fds() -> set[int]:
         except OSError:
             pass
     return fds
-
-
-def can_bind(host: str, port: int, reuseaddr: bool = False) -> bool:
-    """Whether a fresh socket (no SO_REUSEADDR by default) can bind host:port now."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    s = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        if family == socket.AF_INET6:
-            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        if reuseaddr:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((host, port))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 
 
 def setpriv_available() -> str | None:

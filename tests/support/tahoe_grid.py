@@ -8,6 +8,7 @@ kernel: ``twisted_patch.owner`` per port, ``ss -Hltnp`` per process.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -23,8 +24,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from twisted_patch import owner
 from twisted_patch.cli.attacks import has_ipv6_loopback as has_ipv6
+
+
+def require_tahoe() -> None:
+    """Skip the calling test module when tahoe-lafs is not installed.  It is only
+    looked up, not imported: the nodes run in their own processes."""
+    if importlib.util.find_spec("allmydata") is None:
+        pytest.skip("tahoe-lafs is not installed: pip install '.[tahoe]' (make test does)",
+                    allow_module_level=True)
+
 
 STOP_BOUND = 15.0  # seconds between SIGTERM and SIGKILL
 START_BOUND = 60.0  # seconds for node.url / a port to appear

@@ -15,18 +15,20 @@ environment, and check that none is left.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# The Wine session is windows/winesession.py's (stdlib only, shared with windows/harness.py).
+if str(ROOT / "windows") not in sys.path:
+    sys.path.insert(0, str(ROOT / "windows"))
+import winesession  # noqa: E402
+from winesession import wine_loader, wineserver  # noqa: E402
+
 EXT = ROOT / "ext"
 CSRC = ROOT / "tests" / "native" / "c"
 STRICT = ["-std=c11", "-Wall", "-Wextra", "-Werror"]
@@ -49,23 +51,6 @@ def native_cc() -> str | None:
 
 def mingw_cc() -> str | None:
     return shutil.which(MINGW_CC)
-
-
-def wine_loader() -> str | None:
-    """The 64-bit Wine loader: wine64 on PATH, Debian's /usr/lib/wine/wine64, or wine."""
-    for candidate in ("wine64", "/usr/lib/wine/wine64", "wine"):
-        path = shutil.which(candidate) if "/" not in candidate else candidate
-        if path and os.access(path, os.X_OK):
-            return path
-    return None
-
-
-def wineserver() -> str | None:
-    for candidate in ("wineserver", "/usr/lib/wine/wineserver", "/usr/lib/wine/wineserver64"):
-        path = shutil.which(candidate) if "/" not in candidate else candidate
-        if path and os.access(path, os.X_OK):
-            return path
-    return None
 
 
 def missing_windows_tools() -> str | None:
@@ -124,66 +109,26 @@ def compile_core_for_windows(out_dir: Path) -> subprocess.CompletedProcess[str]:
 
 
 # ---------------------------------------------------------------------------------------
-# Wine session
+# Wine session: windows/winesession.py's, with what the tests add
 
 
-@dataclass
-class WineSession:
-    """One throwaway WINEPREFIX with a persistent wineserver, for one test session."""
+class WineSession(winesession.WineSession):
+    """One throwaway WINEPREFIX with a persistent wineserver, for one test session; its
+    programs are started here and ended by pid at stop()."""
 
-    prefix: Path
-    loader: str
-    server_proc: subprocess.Popen[bytes] | None = None
-    started: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    init_seconds: float = 0.0
-
-    @property
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            WINEPREFIX=str(self.prefix),
-            WINEDEBUG="-all",
-            # No Mono / Gecko installer, no desktop menus, no display.
-            WINEDLLOVERRIDES="mscoree,mshtml=;winemenubuilder.exe=d",
-            WINEARCH="win64",
-        )
-        env.pop("DISPLAY", None)
-        env.pop("WAYLAND_DISPLAY", None)
-        # make test-asan preloads libasan for the extension; Wine's loader fails with it.
-        env.pop("LD_PRELOAD", None)
-        return env
+    def __init__(self, base: Path | None = None) -> None:
+        super().__init__(base, prefix_name="twisted-patch-wine-")
+        self.started: list[subprocess.Popen[bytes]] = []
 
     @classmethod
     def start(cls, base: Path | None = None) -> WineSession:
-        loader, server = wine_loader(), wineserver()
-        if loader is None or server is None:
-            raise RuntimeError("wine is not installed")
-        prefix = Path(tempfile.mkdtemp(prefix="twisted-patch-wine-", dir=base))
-        session = cls(prefix=prefix, loader=loader)
-        t0 = time.monotonic()
-        # -f: stay in the foreground, so the pid we hold is the server's; -p: persistent.
-        session.server_proc = subprocess.Popen(
-            [server, "-f", "-p"], env=session.env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )
-        try:
-            # Output to a file, not a pipe: wineboot leaves Wine's service processes
-            # running (until the server stops) and they inherit its output handles.
-            with tempfile.TemporaryFile() as log:
-                proc = subprocess.run(
-                    [loader, "wineboot", "-i"], env=session.env, stdin=subprocess.DEVNULL,
-                    stdout=log, stderr=log, timeout=300,
-                )
-                if proc.returncode != 0:
-                    log.seek(0)
-                    raise RuntimeError(f"wineboot -i failed ({proc.returncode}): {log.read()!r}")
-        except BaseException:
-            session.stop()
-            raise
-        session.init_seconds = time.monotonic() - t0
+        session = cls(base)
+        session.boot()
         return session
 
-    def run(self, exe: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(  # type: ignore[override]  # the tests' run: captured, not streamed
+        self, exe: Path, *args: str, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [self.loader, str(exe), *args], env=self.env, stdin=subprocess.DEVNULL,
             capture_output=True, text=True, timeout=timeout,
@@ -197,61 +142,12 @@ class WineSession:
         self.started.append(proc)
         return proc
 
-    def _our_pids(self) -> list[int]:
-        """Processes (other than us) whose environment names our WINEPREFIX."""
-        marker = f"WINEPREFIX={self.prefix}".encode()
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) == os.getpid():
-                continue
-            try:
-                environ = (entry / "environ").read_bytes()
-            except OSError:
-                continue
-            if marker in environ.split(b"\0"):
-                pids.append(int(entry.name))
-        return pids
-
     def stop(self) -> list[int]:
-        """Kill the wineserver and every wine process of this prefix, by pid.
-
-        Returns the pids still alive afterwards (empty when all is clean).
-        """
         for proc in self.started:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
-        if self.server_proc is not None and self.server_proc.poll() is None:
-            self.server_proc.terminate()
-            try:
-                self.server_proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.server_proc.kill()
-                self.server_proc.wait()
-        left: list[int] = []
-        if Path("/proc/self/environ").exists():
-            # Wine's helper processes (services.exe, winedevice.exe, ...) lose their
-            # server and exit; kill by pid any that did not.
-            deadline = time.monotonic() + 10
-            while True:
-                left = [p for p in self._our_pids() if _alive(p)]
-                if not left or time.monotonic() > deadline:
-                    break
-                for pid in left:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-                time.sleep(0.05)
-        shutil.rmtree(self.prefix, ignore_errors=True)
-        return left
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+        return super().stop()
 
 
 # ---------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from twisted_patch import tahoe
+from twisted_patch import tahoe, tahoe_cli
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,11 +29,5 @@ def run(args: argparse.Namespace) -> int:
     try:
         tahoe.main(words)
     except SystemExit as e:
-        code = e.code
-        if code is None:
-            return 0
-        if isinstance(code, int):
-            return code
-        print(code)
-        return 1
+        return tahoe_cli.exit_status(e)
     return 0

@@ -231,42 +231,51 @@ class Cross:
             defined |= {n[1:] if target.triple.startswith("x86-") else n for n in names}
         return defined
 
-    def check_windows(self, target: Target) -> str:
+    def core_objects(self, target: Target) -> dict[str, Path]:
+        """The core's C files for the target (module.c aside), compiled: source -> object."""
         if not self.module_calls:
             raise CheckFailed("the macOS targets did not run: module.c's calls into the core "
                               "are read from their module.o")
         sources = [s for s in self.c_sources(target.platform)[0] if not s.endswith("module.c")]
-        objects = {s: self.compile(target, s, []) for s in sources}
+        return {s: self.compile(target, s, []) for s in sources}
+
+    def require_defined(self, target: Target, defined: set[str], system: str) -> None:
+        """Every core function module.c calls is among `defined`."""
+        absent = sorted(self.module_calls - defined)
+        if absent:
+            raise CheckFailed(f"{target.triple}: module.c calls {absent}, which no {system} "
+                              f"file defines")
+
+    def require_blind_spot(self, target: Target, defined: set[str], prefix: str,
+                           without: str) -> None:
+        """The control of require_defined(): with `without` left out, some function
+        module.c calls (named `prefix`...) is not among `defined`."""
+        if not any(n.startswith(prefix) for n in self.module_calls - defined):
+            raise CheckFailed(f"CONTROL: {target.triple}: without {without} every function "
+                              f"module.c calls was still defined: the check is blind")
+
+    def check_windows(self, target: Target) -> str:
+        objects = self.core_objects(target)
+        sources = list(objects)
         # Compiled, not linked: linking needs zig to build mingw-w64's C runtime for the
         # target first (minutes per target, every fresh cache); windows.mk links x86_64.
-        absent = sorted(self.module_calls - self.object_symbols(target, objects.values()))
-        if absent:
-            raise CheckFailed(f"{target.triple}: module.c calls {absent}, which no Windows "
-                              f"file defines")
+        self.require_defined(target, self.object_symbols(target, objects.values()), "Windows")
         # Control: without xbind_win32.c, module.c's socket calls must show as absent.
         without = self.object_symbols(
             target, [o for s, o in objects.items() if "xbind_win32" not in s])
-        if not any(n.startswith("xb_socket") for n in self.module_calls - without):
-            raise CheckFailed(f"CONTROL: {target.triple}: without xbind_win32.c every "
-                              f"function module.c calls was still defined: the check is blind")
+        self.require_blind_spot(target, without, "xb_socket", "xbind_win32.c")
         return (f"{len(sources)} core files compiled; the {len(self.module_calls)} core "
                 f"functions module.c calls are all defined (not linked here; module.c: "
                 f"windows.mk and MSVC)")
 
     def check_freebsd(self, target: Target) -> str:
-        if not self.module_calls:
-            raise CheckFailed("the macOS targets did not run: module.c's calls into the core "
-                              "are read from their module.o")
-        sources = [s for s in self.c_sources(target.platform)[0] if not s.endswith("module.c")]
-        objects = {s: self.compile(target, s, []) for s in sources}
+        objects = self.core_objects(target)
+        sources = list(objects)
         out = self.build / target.triple / "libxbcore.so"
         cmd = self.cc(target, "-O2", "-shared", "-Wl,--no-undefined")
         run([*cmd, *map(str, objects.values()), "-o", str(out)],
             f"{target.triple}: linking the core with --no-undefined")
-        absent = sorted(self.module_calls - self.defined(out))
-        if absent:
-            raise CheckFailed(f"{target.triple}: module.c calls {absent}, which no FreeBSD "
-                              f"file defines")
+        self.require_defined(target, self.defined(out), "FreeBSD")
         # Control 1: without xbind_posix.c the --no-undefined link must fail.
         partial = [str(o) for s, o in objects.items() if "xbind_posix" not in s]
         bad = subprocess.run([*cmd, *partial, "-o", str(out.with_name("control.so"))],
@@ -278,9 +287,7 @@ class Cross:
         partial = [str(o) for s, o in objects.items() if "owner_" not in s]
         control = out.with_name("control_no_owner.so")
         run([*cmd, *partial, "-o", str(control)], f"{target.triple}: control link")
-        if not any(n.startswith("xb_owner") for n in self.module_calls - self.defined(control)):
-            raise CheckFailed(f"CONTROL: {target.triple}: a core without the owner files "
-                              f"still defined every function module.c calls: the check is blind")
+        self.require_blind_spot(target, self.defined(control), "xb_owner", "the owner files")
         return (f"{len(sources)} core files compiled and linked with --no-undefined; the "
                 f"{len(self.module_calls)} core functions module.c calls are all defined "
                 f"(module.c itself: no FreeBSD pyconfig.h here)")
