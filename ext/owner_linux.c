@@ -300,6 +300,21 @@ static int dump_reply(const unsigned char *buf, size_t len, void *ctx, xb_error 
     return parse_diag(buf, len, c->seq, c->port, c->state, c->out, err);
 }
 
+/* One comparison of the local port with `port` (code INET_DIAG_BC_S_GE or _S_LE) in
+ * op[0..1]: the op, then an op whose `no` holds the port.  `yes` goes on to the next
+ * comparison; `no` jumps `ops_to_reject` ops ahead, plus 4: past the end of the program,
+ * which the kernel takes as "reject". */
+static void bc_port_compare(struct inet_diag_bc_op *op, unsigned char code, unsigned ops_to_reject,
+                            int port)
+{
+    op[0].code = code;
+    op[0].yes = (unsigned char)(2 * sizeof(struct inet_diag_bc_op));
+    op[0].no = (unsigned short)(ops_to_reject * sizeof(struct inet_diag_bc_op) + 4);
+    op[1].code = INET_DIAG_BC_NOP;
+    op[1].yes = 0;
+    op[1].no = (unsigned short)port;
+}
+
 /* Dump the sockets of `family` on `port` in `state` into *out. */
 static int diag_dump(int family, int port, int state, unsigned int seq, unsigned char *buf,
                      xb_listeners *out, xb_error *err)
@@ -312,21 +327,9 @@ static int diag_dump(int family, int port, int state, unsigned int seq, unsigned
     r.sdiag_family = (unsigned char)family;
     r.sdiag_protocol = IPPROTO_TCP;
     r.idiag_states = 1u << state;
-    /* sport >= port AND sport <= port.  Each comparison is an op followed by
-     * an op whose `no` holds the port; `no` of a comparison jumps to "reject"
-     * (one op past the end), `yes` goes on to the next comparison. */
-    bc[0].code = INET_DIAG_BC_S_GE;
-    bc[0].yes = (unsigned char)(2 * sizeof(struct inet_diag_bc_op));
-    bc[0].no = (unsigned short)(4 * sizeof(struct inet_diag_bc_op) + 4);
-    bc[1].code = INET_DIAG_BC_NOP;
-    bc[1].yes = 0;
-    bc[1].no = (unsigned short)port;
-    bc[2].code = INET_DIAG_BC_S_LE;
-    bc[2].yes = (unsigned char)(2 * sizeof(struct inet_diag_bc_op));
-    bc[2].no = (unsigned short)(2 * sizeof(struct inet_diag_bc_op) + 4);
-    bc[3].code = INET_DIAG_BC_NOP;
-    bc[3].yes = 0;
-    bc[3].no = (unsigned short)port;
+    /* sport >= port AND sport <= port: "reject" is one op past the end. */
+    bc_port_compare(&bc[0], INET_DIAG_BC_S_GE, 4, port);
+    bc_port_compare(&bc[2], INET_DIAG_BC_S_LE, 2, port);
     ctx.seq = seq;
     ctx.port = port;
     ctx.state = state;
@@ -414,25 +417,26 @@ static int add_holder(xb_listener *item, long pid, char *name, int *have_name)
     return 1;
 }
 
-/* Match the socket fds of one process (readlink of /proc/PID/fd/N) against the
- * listeners.  Stops as soon as every listener has been found in it: later fds
- * can only repeat a socket already counted. */
-static int scan_process(long pid, const char *fddir, xb_listeners *list, xb_error *err)
+/* What walk_socket_fds() found: the inode of one socket a process holds;
+ * return 1 to stop the walk. */
+typedef int (*socket_fd_fn)(unsigned long long inode, void *ctx);
+
+/* Call seen() for each socket among the fds in fddir (/proc/PID/fd, by
+ * readlink: "socket:[INODE]") until it returns 1.  A process gone, or not ours
+ * to see, holds none; an fd closed meanwhile is passed over.  0, or -1 with err set. */
+static int walk_socket_fds(const char *fddir, socket_fd_fn seen, void *ctx, xb_error *err)
 {
     DIR *d;
     struct dirent *e;
-    char name[XB_OWNER_NAMELEN];
-    int have_name = 0, rc = 0;
-    size_t found = 0;
+    int rc = 0;
 
     d = opendir(fddir);
     if (d == NULL)
         return skippable(errno) ? 0 : xb_fail(err, XB_STAGE_OWNER, errno, "opendir(/proc/PID/fd)");
-    while (found < list->count) {
+    for (;;) {
         char link[64];
         ssize_t n;
         unsigned long long inode;
-        size_t i;
 
         errno = 0;
         e = readdir(d);
@@ -451,14 +455,94 @@ static int scan_process(long pid, const char *fddir, xb_listeners *list, xb_erro
             break;
         }
         link[n] = '\0';
-        if (!parse_socket_link(link, &inode) || inode == 0)
-            continue;
-        for (i = 0; i < list->count; i++)
-            if (list->items[i].inode == inode)
-                found += (size_t)add_holder(&list->items[i], pid, name, &have_name);
+        if (parse_socket_link(link, &inode) && inode != 0 && seen(inode, ctx))
+            break;
     }
     if (closedir(d) != 0 && rc == 0)
         rc = xb_fail(err, XB_STAGE_OWNER, errno, "closedir(/proc/PID/fd)");
+    return rc;
+}
+
+struct process_scan {
+    long pid;
+    xb_listeners *list;
+    char name[XB_OWNER_NAMELEN];
+    int have_name;
+    size_t found;
+};
+
+static int process_socket(unsigned long long inode, void *ctx)
+{
+    struct process_scan *s = (struct process_scan *)ctx;
+    size_t i;
+
+    for (i = 0; i < s->list->count; i++)
+        if (s->list->items[i].inode == inode)
+            s->found += (size_t)add_holder(&s->list->items[i], s->pid, s->name, &s->have_name);
+    return s->found >= s->list->count;
+}
+
+/* Match the socket fds of one process (readlink of /proc/PID/fd/N) against the
+ * listeners.  Stops as soon as every listener has been found in it: later fds
+ * can only repeat a socket already counted. */
+static int scan_process(long pid, const char *fddir, xb_listeners *list, xb_error *err)
+{
+    struct process_scan s;
+
+    if (list->count == 0)
+        return 0;
+    s.pid = pid;
+    s.list = list;
+    s.have_name = 0;
+    s.found = 0;
+    return walk_socket_fds(fddir, process_socket, &s, err);
+}
+
+/* What walk_pids() found: process `pid`, entry `name` of /proc (open as procfd).
+ * Return -1 (err set) to fail, 1 to stop the walk, 0 to go on. */
+typedef int (*pid_fn)(int procfd, const char *name, long pid, void *ctx, xb_error *err);
+
+/* Call each() for every process in /proc but our own.  No /proc mounted (or
+ * not ours to read): no process.  0, or -1 with err set. */
+static int walk_pids(pid_fn each, void *ctx, xb_error *err)
+{
+    DIR *d;
+    struct dirent *e;
+    long self = (long)getpid();
+    int rc = 0;
+
+    d = opendir("/proc");
+    if (d == NULL) {
+        if (errno == ENOENT || errno == EACCES)
+            return 0; /* no /proc mounted: uids and inodes only */
+        return xb_fail(err, XB_STAGE_OWNER, errno, "opendir(/proc)");
+    }
+    for (;;) {
+        char *end;
+        long pid;
+        int r;
+
+        errno = 0;
+        e = readdir(d);
+        if (e == NULL) {
+            if (errno != 0)
+                rc = xb_fail(err, XB_STAGE_OWNER, errno, "readdir(/proc)");
+            break;
+        }
+        if (!isdigit((unsigned char)e->d_name[0]))
+            continue;
+        errno = 0;
+        pid = strtol(e->d_name, &end, 10);
+        if (errno != 0 || *end != '\0' || pid <= 0 || pid == self)
+            continue;
+        r = each(dirfd(d), e->d_name, pid, ctx, err);
+        if (r < 0)
+            rc = -1;
+        if (r != 0)
+            break;
+    }
+    if (closedir(d) != 0 && rc == 0)
+        rc = xb_fail(err, XB_STAGE_OWNER, errno, "closedir(/proc)");
     return rc;
 }
 
@@ -616,59 +700,44 @@ static int all_truncated(const xb_listeners *list)
     return 1;
 }
 
+struct others_scan {
+    xb_listeners *list;
+    int every_process;
+    uid_t me;
+};
+
+static int scan_other(int procfd, const char *name, long pid, void *ctx, xb_error *err)
+{
+    struct others_scan *s = (struct others_scan *)ctx;
+    struct stat st;
+    char path[64];
+
+    if (!s->every_process) {
+        if (fstatat(procfd, name, &st, 0) != 0) {
+            if (skippable(errno))
+                return 0; /* exited meanwhile */
+            return xb_fail(err, XB_STAGE_OWNER, errno, "stat(/proc/PID)");
+        }
+        if (!uid_wanted(s->list, st.st_uid, s->me))
+            return 0;
+    }
+    if (snprintf(path, sizeof(path), "/proc/%ld/fd", pid) >= (int)sizeof(path))
+        return 0;
+    if (scan_process(pid, path, s->list, err) != 0)
+        return -1;
+    return all_truncated(s->list);
+}
+
 static int scan_others(xb_listeners *list, int every_process, xb_error *err)
 {
-    DIR *d;
-    struct dirent *e;
-    long self = (long)getpid();
-    uid_t me = geteuid();
-    char path[64];
-    int rc = 0;
+    struct others_scan s;
 
-    d = opendir("/proc");
-    if (d == NULL) {
-        if (errno == ENOENT || errno == EACCES)
-            return 0; /* no /proc mounted: uids and inodes only */
-        return xb_fail(err, XB_STAGE_OWNER, errno, "opendir(/proc)");
-    }
-    while (!all_truncated(list)) {
-        char *end;
-        long pid;
-        struct stat st;
-
-        errno = 0;
-        e = readdir(d);
-        if (e == NULL) {
-            if (errno != 0)
-                rc = xb_fail(err, XB_STAGE_OWNER, errno, "readdir(/proc)");
-            break;
-        }
-        if (!isdigit((unsigned char)e->d_name[0]))
-            continue;
-        errno = 0;
-        pid = strtol(e->d_name, &end, 10);
-        if (errno != 0 || *end != '\0' || pid <= 0 || pid == self)
-            continue;
-        if (!every_process) {
-            if (fstatat(dirfd(d), e->d_name, &st, 0) != 0) {
-                if (skippable(errno))
-                    continue; /* exited meanwhile */
-                rc = xb_fail(err, XB_STAGE_OWNER, errno, "stat(/proc/PID)");
-                break;
-            }
-            if (!uid_wanted(list, st.st_uid, me))
-                continue;
-        }
-        if (snprintf(path, sizeof(path), "/proc/%ld/fd", pid) >= (int)sizeof(path))
-            continue;
-        if (scan_process(pid, path, list, err) != 0) {
-            rc = -1;
-            break;
-        }
-    }
-    if (closedir(d) != 0 && rc == 0)
-        rc = xb_fail(err, XB_STAGE_OWNER, errno, "closedir(/proc)");
-    return rc;
+    if (all_truncated(list))
+        return 0;
+    s.list = list;
+    s.every_process = every_process;
+    s.me = geteuid();
+    return walk_pids(scan_other, &s, err);
 }
 
 /* Our own process first (the common question is "is it us?"), then the others. */
@@ -878,108 +947,70 @@ static int conn_diag_one(int family, const unsigned char *craw, int cport,
     return diag_exchange(0, ctx.seq, &r, NULL, 0, buf, sizeof(buf), conn_reply, &ctx, err);
 }
 
-/* 1 if process pid holds socket `link` ("socket:[INODE]") -- then added to item --, 0 if not
- * (or the process is gone or not ours to see), -1 on an unexpected error. */
-static int conn_scan_pid(long pid, const char *want, xb_listener *item, xb_error *err)
+struct socket_search {
+    unsigned long long inode;
+    int found;
+};
+
+static int is_the_socket(unsigned long long inode, void *ctx)
 {
-    char path[64];
-    DIR *d;
-    struct dirent *e;
-    int found = 0;
-    size_t wlen = strlen(want);
+    struct socket_search *s = (struct socket_search *)ctx;
+
+    s->found = inode == s->inode;
+    return s->found;
+}
+
+/* 1 if process pid holds the socket item->inode -- then added to item --, 0 if
+ * not (or the process is gone or not ours to see), -1 on an unexpected error. */
+static int conn_scan_pid(long pid, xb_listener *item, xb_error *err)
+{
+    char path[64], name[XB_OWNER_NAMELEN];
+    struct socket_search s;
+    int have_name = 0;
 
     if (snprintf(path, sizeof(path), "/proc/%ld/fd", pid) >= (int)sizeof(path))
         return 0;
-    d = opendir(path);
-    if (d == NULL)
-        return skippable(errno) ? 0 : xb_fail(err, XB_STAGE_OWNER, errno, "opendir(/proc/PID/fd)");
-    for (;;) {
-        char link[64];
-        ssize_t n;
+    s.inode = item->inode;
+    s.found = 0;
+    if (walk_socket_fds(path, is_the_socket, &s, err) != 0)
+        return -1;
+    if (s.found)
+        (void)add_holder(item, pid, name, &have_name);
+    return s.found;
+}
 
-        errno = 0;
-        e = readdir(d);
-        if (e == NULL) {
-            if (errno != 0 && !skippable(errno))
-                found = xb_fail(err, XB_STAGE_OWNER, errno, "readdir(/proc/PID/fd)");
-            break;
-        }
-        if (e->d_name[0] == '.')
-            continue;
-        n = readlinkat(dirfd(d), e->d_name, link, sizeof(link) - 1);
-        if (n < 0) {
-            if (skippable(errno))
-                continue; /* closed meanwhile */
-            found = xb_fail(err, XB_STAGE_OWNER, errno, "readlink(/proc/PID/fd/N)");
-            break;
-        }
-        if ((size_t)n == wlen && memcmp(link, want, wlen) == 0) {
-            found = 1;
-            break;
-        }
-    }
-    if (closedir(d) != 0 && found >= 0)
-        found = xb_fail(err, XB_STAGE_OWNER, errno, "closedir(/proc/PID/fd)");
-    if (found == 1) {
-        if (item->npids >= XB_OWNER_MAXPIDS) {
-            item->pids_truncated = 1;
-        } else {
-            item->pids[item->npids] = pid;
-            read_comm(pid, item->names[item->npids], sizeof(item->names[item->npids]));
-            item->npids++;
-        }
-    }
-    return found;
+struct holder_search {
+    long pid; /* scanned first, already */
+    xb_listener *item;
+};
+
+static int conn_other(int procfd, const char *name, long other, void *ctx, xb_error *err)
+{
+    struct holder_search *s = (struct holder_search *)ctx;
+
+    (void)procfd;
+    (void)name;
+    if (other == s->pid)
+        return 0;
+    return conn_scan_pid(other, s->item, err) < 0 ? -1 : 0;
 }
 
 static int conn_holders(long pid, xb_listener *item, xb_error *err)
 {
-    char want[64];
+    struct holder_search s;
     long self = (long)getpid();
-    DIR *d;
-    struct dirent *e;
-    int rc = 0, r;
+    int r;
 
-    if (snprintf(want, sizeof(want), "socket:[%llu]", item->inode) >= (int)sizeof(want))
-        return xb_fail(err, XB_STAGE_OWNER, ENAMETOOLONG, "socket link");
     if (pid > 0) {
-        r = conn_scan_pid(pid, want, item, err);
+        r = conn_scan_pid(pid, item, err);
         if (r != 0)
             return r < 0 ? -1 : 0; /* it holds the socket: done */
     }
-    if (pid != self && conn_scan_pid(self, want, item, err) < 0)
+    if (pid != self && conn_scan_pid(self, item, err) < 0)
         return -1;
-    d = opendir("/proc");
-    if (d == NULL) {
-        if (errno == ENOENT || errno == EACCES)
-            return 0; /* no /proc: uid and inode only */
-        return xb_fail(err, XB_STAGE_OWNER, errno, "opendir(/proc)");
-    }
-    for (;;) {
-        char *end;
-        long other;
-
-        errno = 0;
-        e = readdir(d);
-        if (e == NULL) {
-            if (errno != 0)
-                rc = xb_fail(err, XB_STAGE_OWNER, errno, "readdir(/proc)");
-            break;
-        }
-        if (!isdigit((unsigned char)e->d_name[0]))
-            continue;
-        errno = 0;
-        other = strtol(e->d_name, &end, 10);
-        if (errno != 0 || *end != '\0' || other <= 0 || other == self || other == pid)
-            continue;
-        if (conn_scan_pid(other, want, item, err) < 0) {
-            rc = -1;
-            break;
-        }
-    }
-    if (closedir(d) != 0 && rc == 0)
-        rc = xb_fail(err, XB_STAGE_OWNER, errno, "closedir(/proc)");
-    return rc;
+    s.pid = pid;
+    s.item = item;
+    return walk_pids(conn_other, &s, err);
 }
 
 int xb_owner_connection(const xb_addr *client, const xb_addr *server, long pid, unsigned flags,
