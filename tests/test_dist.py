@@ -20,6 +20,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from support.windows import no_msvc_under_wine
 
 ROOT = Path(__file__).resolve().parent.parent
 # Tracked but deliberately not shipped: this repository's CI entry point and git settings.
@@ -57,7 +58,10 @@ def sdist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sdist of a clean copy of the tree: a stale *.egg-info/SOURCES.txt in the
     checkout would add the files it lists, hiding a file MANIFEST.in misses."""
     pytest.importorskip("build")
+    pytest.importorskip("setuptools", reason="setuptools (the build backend) is not installed")
     files = checkout_files()
+    if files is None and (ROOT / ".git").exists():
+        pytest.skip("git is not installed: cannot list the files of a clean checkout")
     src = ROOT
     if files is not None:
         src = tmp_path_factory.mktemp("checkout")
@@ -74,6 +78,9 @@ def sdist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def wheel_from_sdist(sdist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A wheel built from the unpacked sdist alone (the source tree is not reachable)."""
+    reason = no_msvc_under_wine()
+    if reason:
+        pytest.skip(reason)
     where = tmp_path_factory.mktemp("unpacked")
     safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
     with tarfile.open(sdist) as tar:
