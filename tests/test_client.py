@@ -46,7 +46,9 @@ from twisted_patch.client import (
 )
 
 pytestmark = pytest.mark.skipif(_native.OWNER_BACKEND != "linux",
-                                reason="real processes and /proc: Linux (Windows: tests/native)")
+                                reason="the servers are POSIX programs and the pid checks need an "
+                                "owner table that names pids (Linux's; under Wine every row "
+                                "has pid 0); Windows' lookup: test_client_win32.py")
 
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 NOBODY = 65534
