@@ -483,6 +483,12 @@ int xb_connection_ends(const xb_addr *client, const xb_addr *server, xb_connecti
                        int *family, unsigned char craw[16], int *cport, unsigned char sraw[16],
                        int *sport, unsigned long *scope, xb_error *err);
 
+#ifdef _WIN32
+/* Windows: the address family of a socket, bound or not (SO_PROTOCOL_INFOW; an unbound
+ * socket has no name for getsockname to give). */
+int xb_socket_family(xb_sock s, int *family, xb_error *err);
+#endif
+
 #ifdef __cplusplus
 }
 #endif
