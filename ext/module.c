@@ -259,8 +259,13 @@ static PyObject *py_bind(PyObject *self, PyObject *args)
         return NULL;
     if (xb_socket_name(s, &name, &err) != 0) {
 #ifdef _WIN32
-        /* Windows: an unbound socket has no name; take the family from the address. */
-        name.ss.ss_family = AF_UNSPEC;
+        /* Windows: an unbound socket has no name (WSAEINVAL); its family is still known,
+         * so a mismatched address is the same ValueError as on POSIX.  Any other failure
+         * (not a socket) is getsockname's, as on POSIX. */
+        int family;
+        if (err.code != WSAEINVAL || xb_socket_family(s, &family, &err) != 0)
+            return raise_error(self, &err, NULL);
+        name.ss.ss_family = (ADDRESS_FAMILY)family; // NOLINT(bugprone-narrowing-conversions)
 #else
         return raise_error(self, &err, NULL);
 #endif

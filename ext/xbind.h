@@ -474,6 +474,12 @@ int xb_addr_split(const xb_addr *addr, int *family, unsigned char raw[16], int *
 /* owner_common.c: *out zeroed, state XB_CONN_NONE, os_state/uid/v6only -1. */
 void xb_connection_init(xb_connection *out);
 
+#ifdef _WIN32
+/* Windows: the address family of a socket, bound or not (SO_PROTOCOL_INFOW; an unbound
+ * socket has no name for getsockname to give). */
+int xb_socket_family(xb_sock s, int *family, xb_error *err);
+#endif
+
 #ifdef __cplusplus
 }
 #endif

@@ -240,12 +240,11 @@ int xb_socket_options(xb_sock s, xb_sockopts *out, xb_error *err)
         return -1;
     if (xb_socket_name(s, &name, err) != 0) {
         /* An unbound socket has no name (WSAEINVAL): the family is still known. */
-        WSAPROTOCOL_INFOW info;
-        int len = (int)sizeof(info);
-        if (getsockopt(s, SOL_SOCKET, SO_PROTOCOL_INFOW, (char *)&info, &len) != 0)
-            return xb_fail(err, XB_STAGE_OPTION, WSAGetLastError(), "SO_PROTOCOL_INFOW");
+        int family;
+        if (xb_socket_family(s, &family, err) != 0)
+            return -1;
         /* mingw declares ss_family as short (Microsoft: ADDRESS_FAMILY); AF_* values fit. */
-        name.ss.ss_family = (ADDRESS_FAMILY)info.iAddressFamily; // NOLINT(bugprone-narrowing-conversions)
+        name.ss.ss_family = (ADDRESS_FAMILY)family; // NOLINT(bugprone-narrowing-conversions)
     }
     if (name.ss.ss_family == AF_INET6 &&
         get_int_option(s, IPPROTO_IPV6, IPV6_V6ONLY, &out->v6only, "IPV6_V6ONLY", err) != 0)
@@ -301,4 +300,15 @@ int xb_socket_unlisten(xb_sock s, xb_error *err)
      * fails with WSAENOTCONN.  The caller keeps the socket listening. */
     (void)s;
     return xb_fail(err, XB_STAGE_LISTEN, WSAEOPNOTSUPP, "a listening socket cannot stop listening on Windows");
+}
+
+int xb_socket_family(xb_sock s, int *family, xb_error *err)
+{
+    WSAPROTOCOL_INFOW info;
+    int len = (int)sizeof(info);
+
+    if (getsockopt(s, SOL_SOCKET, SO_PROTOCOL_INFOW, (char *)&info, &len) != 0)
+        return xb_fail(err, XB_STAGE_OPTION, WSAGetLastError(), "SO_PROTOCOL_INFOW");
+    *family = info.iAddressFamily;
+    return 0;
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -12,10 +13,6 @@ from support.owner import IS_ROOT, NOBODY, SETPRIV, listening, listening_pair, r
 
 import twisted_patch
 from twisted_patch.cli import main
-
-pwd = pytest.importorskip(
-    "pwd", reason="these tests run listeners as POSIX users (pwd); who and verify on "
-    "Windows: tests/test_windows_product.py")
 
 
 class Result:
@@ -39,13 +36,21 @@ def cli(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
     return run
 
 LINUX = sys.platform.startswith("linux")
-pytestmark = pytest.mark.skipif(not LINUX, reason="starts listener processes and reads /proc")
+linux_only = pytest.mark.skipif(
+    not LINUX, reason="compares with /proc/PID/comm and POSIX users (Windows: "
+    "test_windows_product.py::test_console_who_and_verify)")
+needs_reuseport = pytest.mark.skipif(
+    not hasattr(socket, "SO_REUSEPORT"),
+    reason=f"two listener processes on one address need SO_REUSEPORT ({sys.platform} has none)")
 needs_root = pytest.mark.skipif(
     not (IS_ROOT and SETPRIV), reason="needs root and setpriv to run a listener as another uid"
 )
 
 
+@linux_only
 def test_who_table_and_json() -> None:
+    import pwd
+
     with listening_pair(["127.0.0.1"], ["::1"]) as (child, child6):
         table = run_cli("who", f"127.0.0.1:{child.port}")
         assert table.returncode == 0, table.stderr
@@ -135,6 +140,7 @@ def make_node(tmp_path: Path, port: int, pid: int, pidfile: str = "running.proce
     return node
 
 
+@needs_reuseport
 @pytest.mark.parametrize("pidfile", ["running.process", "twistd.pid"])
 def test_verify_node_dir(tmp_path: Path, pidfile: str, cli) -> None:  # type: ignore[no-untyped-def]
     with listening(["127.0.0.1"], reuseport=True) as real:

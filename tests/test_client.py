@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 from conftest import wait_for
+from support.owner import IS_ROOT
 from twisted.internet import endpoints
 from twisted.internet.protocol import Factory, Protocol
 
@@ -193,7 +194,7 @@ def test_impostor_after_the_port_check_receives_zero_bytes(servers: list[Server]
     assert accepted == 2 and received > 0
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+@pytest.mark.skipif(not IS_ROOT or shutil.which("setpriv") is None,
                     reason="needs root and setpriv to run the impostor as uid 65534")
 def test_impostor_of_another_uid_is_refused(servers: list[Server], logs: Path) -> None:
     impostor = _start(servers, logs, uid=NOBODY)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from support.tree import ROOT, checkout_files, clean_copy
+from support.windows import no_msvc_under_wine
 
 # Tracked but deliberately not shipped: this repository's CI entry point and git settings.
 NOT_SHIPPED = {".ci/run", ".gitignore"}
@@ -48,6 +49,9 @@ def sdist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sdist of a clean copy of the tree: a stale *.egg-info/SOURCES.txt in the
     checkout would add the files it lists, hiding a file MANIFEST.in misses."""
     pytest.importorskip("build")
+    pytest.importorskip("setuptools", reason="setuptools (the build backend) is not installed")
+    if checkout_files() is None and (ROOT / ".git").exists():
+        pytest.skip("git is not installed: cannot list the files of a clean checkout")
     src = clean_copy(tmp_path_factory.mktemp("checkout"))
     out = tmp_path_factory.mktemp("sdist")
     _run(sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir", str(out),
@@ -59,6 +63,9 @@ def sdist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def wheel_from_sdist(sdist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A wheel built from the unpacked sdist alone (the source tree is not reachable)."""
+    reason = no_msvc_under_wine()
+    if reason:
+        pytest.skip(reason)
     where = tmp_path_factory.mktemp("unpacked")
     safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
     with tarfile.open(sdist) as tar:

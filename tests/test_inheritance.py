@@ -49,8 +49,14 @@ def test_core_socket_is_cloexec_from_creation() -> None:
     handle = _native.open_socket(socket.AF_INET)
     try:
         opts = _native.socket_options(handle)
-        assert opts["inheritable"] == 0 and opts["nonblocking"] == 1
-        assert opts["reuseaddr"] == 1 and opts["reuseport"] in (0, -1)
-        assert opts["listening"] == 0
+        assert opts["inheritable"] == 0 and opts["listening"] == 0
+        if sys.platform == "win32":
+            # Winsock cannot report FIONBIO (-1); the exclusive option instead of
+            # SO_REUSEADDR, and no SO_REUSEPORT at all
+            assert opts["nonblocking"] == -1 and opts["reuseport"] == -1
+            assert opts["exclusiveaddruse"] == 1 and opts["reuseaddr"] == 0
+        else:
+            assert opts["nonblocking"] == 1
+            assert opts["reuseaddr"] == 1 and opts["reuseport"] in (0, -1)
     finally:
         _native.close(handle)

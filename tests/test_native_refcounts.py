@@ -25,6 +25,9 @@ from typing import Any, Callable, Optional
 import pytest
 
 from twisted_patch import _native
+from twisted_patch.cli.attacks import wine_version
+
+WINDOWS = sys.platform == "win32"
 
 CALLS = 100_000
 # Memory blocks that may come and go over 100,000 calls (free lists, caches):
@@ -39,7 +42,9 @@ class Resources:
     def __init__(self) -> None:
         self.v4 = _native.open_socket(socket.AF_INET)  # unbound IPv4
         self.listener = _native.listen_tcp("127.0.0.1", 0, 5)
-        self.port = socket.socket(fileno=os.dup(self.listener)).getsockname()[1]
+        # fromfd duplicates: os.dup on POSIX, WSADuplicateSocket on Windows (a handle is no fd)
+        with socket.fromfd(self.listener, socket.AF_INET, socket.SOCK_STREAM) as dup:
+            self.port = dup.getsockname()[1]
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.pipe_r, self.pipe_w = os.pipe()
         # an established connection to the listener (never accepted: no process walk)
@@ -68,7 +73,10 @@ def bind_error(stage: str, code: int, detail: str | None = None,
         assert isinstance(e, _native.BindError), repr(e)
         assert isinstance(e, OSError)
         assert e.stage == stage and e.errno == code, (e.stage, e.errno)
-        assert e.strerror == os.strerror(code)
+        if WINDOWS:  # os.strerror knows no Winsock code; the core's text names it
+            assert e.strerror == _native.strerror(code) and e.strerror != "Unknown error"
+        else:
+            assert e.strerror == os.strerror(code)
         assert e.detail == (detail or stage)
         if address != "any":
             assert e.address == address
@@ -91,6 +99,61 @@ Check = Optional[Callable[[BaseException], None]]
 
 def paths(r: Resources) -> dict[str, tuple[Callable[[], Any], Check]]:
     """name -> (call, check of the exception it must raise, or None for success)."""
+    table = _posix_paths(r)
+    if WINDOWS:
+        table.update(_windows_paths(r))
+    return table
+
+
+def _windows_paths(r: Resources) -> dict[str, tuple[Callable[[], Any], Check]]:
+    """What differs on Windows: a SOCKET is a 64-bit handle, not an fd (a bad one is
+    WSAENOTSOCK, never EBADF; a pipe's fd number is no handle: its OS handle is used);
+    the OS codes are Winsock's (Python's errno has their values there)."""
+    import msvcrt
+
+    pipe = msvcrt.get_osfhandle(r.pipe_r)
+    not_a_socket = errno.ENOTSOCK  # WSAENOTSOCK, 10038
+    # listen() on a UDP socket: WSAEOPNOTSUPP (Microsoft's listen() page); Wine 8: WSAEINVAL
+    wine = wine_version() is not None
+    listen_udp = errno.WSAEINVAL if wine else errno.EOPNOTSUPP  # type: ignore[attr-defined]
+    # getsockname() of a pipe's handle: WSAENOTSOCK (Microsoft); Wine 8: WSAEOPNOTSUPP
+    pipe_code = errno.EOPNOTSUPP if wine else not_a_socket
+    return {
+        "bind handle negative": (lambda: _native.bind(-1, HOST, 0),
+                                 raises(ValueError, "invalid socket handle -1")),
+        # 2**31 fits a 64-bit SOCKET: a handle that is no socket
+        "bind handle too big": (lambda: _native.bind(2**31, HOST, 0),
+                                bind_error("getsockname", not_a_socket, address=None)),
+        "bind handle overflow": (lambda: _native.bind(2**70, HOST, 0),
+                                 raises(ValueError, "invalid socket handle")),
+        "bind closed fd": (lambda: _native.bind(BAD_FD, HOST, 0),
+                           bind_error("getsockname", not_a_socket, address=None)),
+        "bind not a socket": (lambda: _native.bind(pipe, HOST, 0),
+                              bind_error("getsockname", pipe_code, address=None)),
+        "open_socket family": (lambda: _native.open_socket(12345),
+                               bind_error("socket", errno.EAFNOSUPPORT, detail="WSASocketW",
+                                          address=None)),
+        "listen udp": (lambda: _native.listen(r.udp.fileno(), 5),
+                       bind_error("listen", listen_udp)),
+        "listen closed fd": (lambda: _native.listen(BAD_FD, 5),
+                             bind_error("listen", not_a_socket, address=None)),
+        "close closed fd": (lambda: _native.close(BAD_FD),
+                            bind_error("socket", not_a_socket, detail="close", address=None)),
+        "socket_options closed fd": (lambda: _native.socket_options(BAD_FD),
+                                     bind_error("option", not_a_socket, detail="SO_REUSEADDR",
+                                                address=None)),
+        "socket_options not a socket": (lambda: _native.socket_options(pipe),
+                                        bind_error("option", not_a_socket,
+                                                   detail="SO_REUSEADDR", address=None)),
+        # GetExtendedTcpTable's own code: ERROR_INVALID_PARAMETER
+        "connection families": (lambda: _native.connection("::1", 1, HOST, r.port),
+                                bind_error("owner", 87,
+                                           detail="the two ends of a connection are of "
+                                                  "different families", address=None)),
+    }
+
+
+def _posix_paths(r: Resources) -> dict[str, tuple[Callable[[], Any], Check]]:
     used = f"127.0.0.1:{r.port}"
     return {
         # parse_address
@@ -289,8 +352,9 @@ def test_measurement_catches_a_leak() -> None:
 
 def test_bind_error_attributes_are_fresh_per_exception(res: Resources) -> None:
     """raise_error builds a new exception each time with its own attributes."""
-    a = call_once(lambda: _native.listen_tcp(HOST, res.port, 5), bind_error("bind", 98))
-    b = call_once(lambda: _native.listen_tcp(HOST, res.port, 5), bind_error("bind", 98))
+    in_use = bind_error("bind", errno.EADDRINUSE)
+    a = call_once(lambda: _native.listen_tcp(HOST, res.port, 5), in_use)
+    b = call_once(lambda: _native.listen_tcp(HOST, res.port, 5), in_use)
     assert a is not b
     assert a.address == b.address == f"127.0.0.1:{res.port}"
     assert sys.getrefcount(a.address) == sys.getrefcount(b.address)

@@ -11,7 +11,6 @@ Each test runs real processes; the ones that switch uid need root and setpriv.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import shutil
@@ -64,6 +63,8 @@ def test_own_listener_found_among_many_descriptors_with_holes() -> None:
     try:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
+        import fcntl  # POSIX; the module is Linux-only (pytestmark)
+
         extra = fcntl.fcntl(listener.fileno(), fcntl.F_DUPFD, listener.fileno() + 100)
         assert listener.fileno() > max(s.fileno() for s in noise[1::2])
         port = listener.getsockname()[1]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from support.tree import ROOT, clean_copy
+from support.windows import no_msvc_under_wine
 
 PLUGIN = "twisted/plugins/twisted_patch_plugins.py"
 FORBIDDEN = ("twisted/__init__.py", "twisted/plugins/__init__.py")
@@ -24,6 +25,9 @@ def _run(*cmd: str, cwd: Path = ROOT) -> str:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    reason = no_msvc_under_wine()
+    if reason:
+        pytest.skip(reason)
     out = tmp_path_factory.mktemp("wheel")
     src = clean_copy(tmp_path_factory.mktemp("checkout"))
     _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
@@ -47,6 +51,7 @@ def test_wheel_has_plugin_extension_and_no_twisted_init(wheel: Path) -> None:
 
 def test_sdist_has_sources_plugin_and_no_twisted_init(tmp_path: Path) -> None:
     pytest.importorskip("build")
+    pytest.importorskip("setuptools", reason="setuptools (the build backend) is not installed")
     _run(sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir", str(tmp_path))
     (sdist,) = tmp_path.glob("twisted_patch-*.tar.gz")
     with tarfile.open(sdist) as tar:

@@ -38,9 +38,9 @@ from twisted_patch import owner  # noqa: E402
 from twisted_patch.cli.attacks import Attack, run_attack, standard_attacks  # noqa: E402
 
 ACTIVATE = shutil.which("systemd-socket-activate")
-needs_activate = pytest.mark.skipif(
-    ACTIVATE is None, reason="systemd-socket-activate missing (Debian package systemd; make deps)"
-)
+NO_ACTIVATE = ("systemd-socket-activate missing (Debian package systemd; make deps)"
+               if sys.platform.startswith("linux") else "socket activation tests run on Linux")
+needs_activate = pytest.mark.skipif(ACTIVATE is None, reason=NO_ACTIVATE)
 CHILD = str(Path(__file__).parent / "support" / "systemd_child.py")
 BOUND = 30.0
 
@@ -217,7 +217,7 @@ def tmp() -> Iterator[Path]:
 def activated() -> Iterator[Run]:
     """xsystemd on 127.0.0.1:P from systemd-socket-activate, for the attack tests."""
     if ACTIVATE is None:
-        pytest.skip("systemd-socket-activate missing (Debian package systemd; make deps)")
+        pytest.skip(NO_ACTIVATE)
     path = Path(tempfile.mkdtemp(prefix="twisted-patch-systemd-"))
     port = free_port()
     run = activate(path, [f"127.0.0.1:{port}"], ["web"], ["xsystemd:domain=INET:name=web"])

@@ -17,6 +17,9 @@
 #define WITH_THREAD
 #define Py_ENABLE_SHARED 1
 #define HAVE_DECLSPEC_DLL
+/* PC/pyconfig.h defines it: without it PyDoc_STRVAR gives "" (a wheel without
+ * docstrings; tests/test_native_stub.py reads them). */
+#define WITH_DOC_STRINGS 1
 
 #define SIZEOF_SHORT 2
 #define SIZEOF_INT 4

@@ -81,6 +81,30 @@ def connect_refused(host: str, port: int) -> bool:
     return False
 
 
+#: Whether socket_fds() can see this process's sockets (Linux's /proc/self/fd).
+FD_TABLE = sys.platform.startswith("linux") and os.path.isdir("/proc/self/fd")
+
+
+def socket_identity(handle: int) -> int:
+    """What identifies a socket while it is open: Linux, its sockfs inode (the same
+    socket under another fd number too); Windows, its SOCKET handle (Windows hands
+    out no handle value of an open socket to another one)."""
+    if sys.platform == "win32":
+        return handle
+    return os.fstat(handle).st_ino
+
+
+def listening_hosts(port: int) -> set[str]:
+    """The addresses with a listener on ``port``, as the OS reports them: Linux's ss;
+    elsewhere the OS's table through the owner lookup (Windows: GetExtendedTcpTable)."""
+    if sys.platform.startswith("linux") and shutil.which("ss"):
+        out = os.popen(f"ss -Hltn '( sport = :{port} )'").read()
+        return {line.split()[3].rsplit(":", 1)[0].strip("[]") for line in out.splitlines()}
+    from twisted_patch import owner
+
+    return {x.host for x in owner.who(None, port)}
+
+
 def socket_fds() -> set[int]:
     """This process's socket fds (Linux: /proc/self/fd).  Windows has no fd table to
     read this way: empty there, so the leak checks that use it only run on Linux."""

@@ -51,3 +51,14 @@ def exclusive_refusal_errno(attacker_host: str, reuseaddr: bool) -> int:
     else:
         code = wine.MS_CODE[wine.microsoft("core", cell)]
     return errno.EACCES if code == wine.WSAEACCES else errno.EADDRINUSE
+
+
+def no_msvc_under_wine() -> str | None:
+    """Why setup.py's C extension cannot be built from source here, or None.
+
+    Under Wine there is no MSVC (the Windows wheel is cross-built with mingw-w64 by
+    ``make win-wheel``); on real Windows the build runs (CI has MSVC)."""
+    if WINDOWS and wine_version() is not None:
+        return ("under Wine there is no MSVC to build setup.py's C extension from source "
+                "(the Windows wheel is cross-built with mingw-w64: make win-wheel)")
+    return None

@@ -23,6 +23,7 @@ from twisted.internet import defer
 from twisted.internet.iocpreactor import iocpsupport as _iocp
 from twisted.internet.iocpreactor import tcp as iocp_tcp
 from twisted.python import failure
+from twisted.python import log as legacy_log
 
 from twisted_patch.errors import listen_failure
 from twisted_patch.port.listening import ExclusiveListening
@@ -53,6 +54,8 @@ class IOCPExclusivePort(ExclusiveListening, _IOCPPort):  # type: ignore[misc]
             self._realPortNumber = skt.getsockname()[1]
         except OSError as e:  # skt stays open: the caller's
             raise listen_failure(self.interface, self.port, e) from None
+        # Twisted's own first event of a port (iocpreactor.tcp.Port.startListening's)
+        legacy_log.msg(f"{self._getLogPrefix(self.factory)} starting on {self._realPortNumber}")
         self.factory.doStart()
         self.connected = True
         self.disconnected = False

@@ -279,11 +279,13 @@ class ExclusiveListening:
             break
         assert skt is not None
         key: Key = (family, host, real)
+        notes: list[Callable[[], None]] = []
         try:
             # no other process may share the port (an inherited socket: but its
             # supervisor), nor hold a socket bound beside ours
             selfcheck.ensure_exclusive(
-                skt, host, shared=self.shared_socket, placeholders=_sockets.shared_bind(skt)
+                skt, host, shared=self.shared_socket, placeholders=_sockets.shared_bind(skt),
+                notes=notes,
             )
             self._check_guard(held)  # the same for the guarded address
             report = self._probe(skt, mode, host, real, sibling_absent)
@@ -298,6 +300,8 @@ class ExclusiveListening:
             self._install_guard(held)
         if report is not None:
             report()  # after Twisted's own "starting on" message
+        for note in notes:  # the owner check's (Windows), after it too
+            note()
         log.info(
             "twisted-patch: exclusive listener on {address}",
             address=format_address(host, self._realPortNumber or 0),

@@ -21,6 +21,7 @@ import dataclasses
 import errno
 import os
 import socket
+from collections.abc import Callable
 
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
@@ -59,7 +60,8 @@ def foreign_listener_error(interface: str, port: int, foreign: list[Listener]) -
 
 
 def ensure_exclusive(
-    skt: socket.socket, interface: str, *, shared: bool = False, placeholders: bool = False
+    skt: socket.socket, interface: str, *, shared: bool = False, placeholders: bool = False,
+    notes: list[Callable[[], None]] | None = None,
 ) -> None:
     """Raise CannotListenError if another process may receive ``skt``'s connections.
 
@@ -70,8 +72,10 @@ def ensure_exclusive(
     ``placeholders``: sockets bound beside ours without listening count too
     (Linux 6.6+; about 5 ms per family here: the kernel walks its whole bind
     table), needed only where our bind shared the address (SO_REUSEADDR before
-    bind, see ``docs/guard.rst``, *Placeholders*).  The caller closes the socket
-    on error.
+    bind, see ``docs/guard.rst``, *Placeholders*).  ``notes``: where to put the
+    log events of :func:`windows_evidence` for the caller to emit once the port
+    is announced (Twisted's "starting on" is a port's first event); without it
+    they are logged at once.  The caller closes the socket on error.
     """
     port = int(skt.getsockname()[1])
     try:
@@ -87,7 +91,7 @@ def ensure_exclusive(
         )
         return
     if WINDOWS:
-        foreign = windows_evidence(skt, interface, port, foreign)
+        foreign = windows_evidence(skt, interface, port, foreign, notes=notes)
     if foreign:
         raise foreign_listener_error(interface, port, foreign)
 
@@ -115,7 +119,8 @@ def _not_the_same_socket(
 
 
 def windows_evidence(
-    skt: socket.socket, interface: str, port: int, found: list[Listener]
+    skt: socket.socket, interface: str, port: int, found: list[Listener],
+    notes: list[Callable[[], None]] | None = None,
 ) -> list[Listener]:
     """Which of the foreign listeners ``found`` for ``skt`` show a shared port, on Windows.
 
@@ -148,18 +153,24 @@ def windows_evidence(
     unnamed = [item for item in found if not item.pids]
     here = [item for item in unnamed if normalise_host(item.host) == mine]
     elsewhere = [item for item in unnamed if item not in here]
+    emitted: list[Callable[[], None]] = []
     if here:
-        log.info(
+        emitted.append(lambda: log.info(
             "twisted-patch: the owner lookup reports {address} without an owner (pid 0); "
             "SO_EXCLUSIVEADDRUSE=1 on our socket, so by Windows' rules it is ours",
             address=address,
             listeners=[item.address for item in here],
-        )
+        ))
     if elsewhere:
-        log.warn(
+        emitted.append(lambda: log.warn(
             "twisted-patch: cannot tell who holds {others} (the OS reports pid 0), on the "
             "port of {address}; connections to {address} reach our socket, the most specific",
             address=address,
             others=", ".join(item.address for item in elsewhere),
-        )
+        ))
+    if notes is not None:
+        notes.extend(emitted)
+    else:
+        for note in emitted:
+            note()
     return named + (here if len(here) > 1 else [])
