@@ -34,7 +34,7 @@ WIN_TESTS ?= tests/test_windows_matrix.py tests/test_windows_product.py \
 	tests/test_layers.py
 WIN_PYTEST_ARGS ?= $(WIN_TESTS) -rs --durations=15
 WIN_HARNESS = $(PY) windows/harness.py
-# The harness's bound on one pytest run, seconds (default 1200).
+# The harness's bound on one pytest run, seconds (empty or unset: 1200).
 export WIN_PYTEST_TIMEOUT
 
 .PHONY: win-python win-wheel test-windows test-windows-suite test-windows-all
