@@ -128,3 +128,19 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
                              text=True, timeout=60)
         assert out.returncode == 2, args
         assert "usage: python3 ci/parallel.py" in out.stderr
+
+
+def test_variables_given_to_the_calling_make_reach_the_targets(tmp_path: Path) -> None:
+    """``make test WIN_PYTEST_ARGS=...`` runs its lanes through ci/parallel.py: the value
+    must not be dropped on the way (an ignored setting).  make exports its command line's
+    variables to the recipe's environment, which parallel.py passes on (it drops only the
+    calling make's MAKEFLAGS)."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    (tmp_path / "Makefile").write_text(
+        f"outer:\n\t@{sys.executable} {PARALLEL} --directory . inner\n"
+        "inner:\n\t@echo 'V is [$(V)]'\n")
+    out = subprocess.run(["make", "--no-print-directory", "outer", "V=a b"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "V is [a b]" in out.stdout
